@@ -1,0 +1,3 @@
+"""Offline conformance and simulation harness for Greengrass-style edge cores."""
+
+__version__ = "0.1.0"

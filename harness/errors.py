@@ -1,0 +1,46 @@
+"""Errors the harness reports to users, each mapped to a documented exit status.
+
+Exit statuses are part of the outside contract (see README): 2 for bad input, 3 for a run that could not
+complete. Raising one of these instead of a bare exception is what keeps tracebacks away from users.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INFRA = 3
+
+
+class HarnessError(Exception):
+    """Base of every error the CLI turns into a message and an exit status."""
+
+    exit_status = EXIT_INFRA
+
+
+class InputError(HarnessError):
+    """Bad input from the user (profile, template, recipe, argument): exit 2, message names file and field."""
+
+    exit_status = EXIT_USAGE
+
+
+class InfraError(HarnessError):
+    """The run could not complete (target, emulator or host problem): exit 3."""
+
+    exit_status = EXIT_INFRA
+
+
+class TargetError(InfraError):
+    """A target could not be powered, reached or used."""
+
+
+class CommandTimeout(TargetError):
+    """A command on a target did not finish in time; carries the tail of what it printed."""
+
+    def __init__(self, argv: list[str], timeout: float, stdout: str, stderr: str) -> None:
+        self.argv = argv
+        self.timeout = timeout
+        self.stdout = stdout
+        self.stderr = stderr
+        tail = (stdout[-800:] + ("\n[stderr]\n" + stderr[-800:] if stderr else "")).strip()
+        super().__init__(f"command {argv!r} did not finish within {timeout:g} s; last output:\n{tail}")

@@ -1,0 +1,83 @@
+"""Find what the harness left behind: processes, cgroups, loop devices, target directories.
+
+Tests assert this is empty after a session; ``gc_stale_targets`` clears what a killed harness could not.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from harness.paths import state_dir
+from harness.targets.cgroup import MemoryCgroup, leftover_groups
+
+OWNER_FILE = "owner.pid"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def harness_processes(base: Path | None = None) -> list[str]:
+    """Live target init processes (and their unshare parents) belonging to ``base`` (the state dir)."""
+    base = base or state_dir()
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "nsinit.py" in cmd and str(base) in cmd:
+            out.append(f"pid {proc.name}: {cmd[:160]}")
+    return out
+
+
+def loop_devices(base: Path | None = None) -> list[str]:
+    base = base or state_dir()
+    res = subprocess.run(["losetup", "-a"], capture_output=True, text=True, timeout=30, check=False)
+    return [line for line in res.stdout.splitlines() if str(base) in line]
+
+
+def target_dirs(base: Path | None = None) -> list[str]:
+    d = (base or state_dir()) / "targets"
+    return [str(p) for p in d.iterdir()] if d.exists() else []
+
+
+def find_leaks(base: Path | None = None) -> list[str]:
+    """Everything a finished harness should not have left, as readable lines."""
+    leaks = [f"process {p}" for p in harness_processes(base)]
+    leaks += [f"loop device {line}" for line in loop_devices(base)]
+    leaks += [f"target directory {p}" for p in target_dirs(base)]
+    leaks += [f"cgroup {g}" for g in leftover_groups()]
+    return leaks
+
+
+def gc_stale_targets() -> list[str]:
+    """Remove target directories and cgroups whose owning harness process is dead (it was SIGKILLed)."""
+    removed: list[str] = []
+    d = state_dir() / "targets"
+    if not d.exists():
+        return removed
+    groups = {g.name: g for g in leftover_groups()}
+    for wd in d.iterdir():
+        try:
+            owner = int((wd / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if _pid_alive(owner):
+            continue
+        if wd.name in groups:
+            MemoryCgroup.attach(groups[wd.name]).remove()
+        shutil.rmtree(wd, ignore_errors=True)
+        removed.append(str(wd))
+    return removed

@@ -1,0 +1,128 @@
+"""pytest plugin: device profiles and targets as fixtures, so suites run inside anyone's pytest session.
+
+``--profile NAME`` (repeatable) parametrizes every test that asks for ``profile`` or ``target``; each
+profile's tests are grouped for pytest-xdist (``--dist loadgroup``) so one worker owns one target, never
+two workers one board. Targets live for the session (tbot style) and are power-cycled after a failed or
+destructive test so the next test starts from a known state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.profiles import DeviceProfile, find_profile
+from harness.targets.base import Target
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "Greengrass conformance harness")
+    group.addoption("--profile", action="append", default=[], dest="harness_profiles",
+                    help="device profile name or YAML path (repeat for several; each test runs on each)")
+    group.addoption("--report-dir", default=None, dest="harness_report_dir",
+                    help="write the conformance report (junit.xml, results.json, index.html) here")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "destructive: the test cuts power or breaks the target; it is reset after")
+    config.addinivalue_line("markers", "board_check(id): a board requirement check")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "profile_name" in metafunc.fixturenames:
+        names = metafunc.config.getoption("harness_profiles") or []
+        if not names:
+            metafunc.parametrize("profile_name", [pytest.param(None, marks=pytest.mark.skip(
+                reason="no --profile given"))], scope="session", ids=["no-profile"])
+            return
+        metafunc.parametrize("profile_name", names, scope="session", ids=names)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "profile_name" in callspec.params:
+            item.add_marker(pytest.mark.xdist_group(str(callspec.params["profile_name"])))
+
+
+class TargetPool:
+    """Targets of this session, one per profile, created on first use and closed at the end."""
+
+    def __init__(self) -> None:
+        self.targets: dict[str, Target] = {}
+        self.profiles: dict[str, DeviceProfile] = {}
+        self.broken: dict[str, str] = {}
+
+    def profile(self, name: str) -> DeviceProfile:
+        if name not in self.profiles:
+            self.profiles[name] = find_profile(name)
+        return self.profiles[name]
+
+    def get(self, name: str) -> Target:
+        if name in self.broken:
+            pytest.fail(f"target {name} could not be powered on: {self.broken[name]}", pytrace=False)
+        if name not in self.targets:
+            from harness.targets.factory import make_target
+
+            target = make_target(self.profile(name))
+            try:
+                target.power_on()
+            except HarnessError as exc:
+                target.close()
+                self.broken[name] = str(exc)
+                pytest.fail(f"target {name} could not be powered on: {exc}", pytrace=False)
+            self.targets[name] = target
+        target = self.targets[name]
+        if not target.is_on:
+            target.power_on()
+        return target
+
+    def reset(self, name: str) -> None:
+        target = self.targets.get(name)
+        if target is not None:
+            target.power_cut()
+            target.power_on()
+
+    def close(self) -> None:
+        while self.targets:
+            _, target = self.targets.popitem()
+            target.close()
+
+
+@pytest.fixture(scope="session")
+def target_pool() -> Iterator[TargetPool]:
+    pool = TargetPool()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session")
+def profile(profile_name: str, target_pool: TargetPool) -> DeviceProfile:
+    """The device profile under test (from ``--profile``)."""
+    try:
+        return target_pool.profile(profile_name)
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def target(request: pytest.FixtureRequest, profile: DeviceProfile, target_pool: TargetPool) -> Iterator[Target]:
+    """A powered target for ``profile``; reset after a failed or destructive test."""
+    t = target_pool.get(profile.name)
+    yield t
+    rep = getattr(request.node, "rep_call", None)
+    failed = rep is not None and rep.failed
+    if failed or request.node.get_closest_marker("destructive"):
+        target_pool.reset(profile.name)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
