@@ -44,3 +44,11 @@ class CommandTimeout(TargetError):
         self.stderr = stderr
         tail = (stdout[-800:] + ("\n[stderr]\n" + stderr[-800:] if stderr else "")).strip()
         super().__init__(f"command {argv!r} did not finish within {timeout:g} s; last output:\n{tail}")
+
+
+class UserlandMismatch(TargetError):
+    """The target powered on, but its userland cannot run on its CPU (e.g. ARMv7 code on an ARMv6 core).
+
+    Not an infrastructure failure: it is the board's arch requirement failing, and the board suite reports
+    it as such.
+    """

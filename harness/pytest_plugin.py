@@ -8,13 +8,16 @@ destructive test so the next test starts from a known state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UserlandMismatch
 from harness.profiles import DeviceProfile, find_profile
+from harness.pytest_report import attach_profile, attach_record
+from harness.records import TestRecord
 from harness.targets.base import Target
 
 
@@ -24,11 +27,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="device profile name or YAML path (repeat for several; each test runs on each)")
     group.addoption("--report-dir", default=None, dest="harness_report_dir",
                     help="write the conformance report (junit.xml, results.json, index.html) here")
+    group.addoption("--run-id", default=None, dest="harness_run_id", help="run id recorded in the report")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "destructive: the test cuts power or breaks the target; it is reset after")
-    config.addinivalue_line("markers", "board_check(id): a board requirement check")
+    config.addinivalue_line("markers", "requirement(text, source): what the scenario checks and where it comes from")
+    report_dir = config.getoption("harness_report_dir")
+    if report_dir and not hasattr(config, "workerinput"):
+        from pathlib import Path
+
+        from harness.pytest_report import ReportCollector
+
+        config.pluginmanager.register(ReportCollector(Path(report_dir), config.getoption("harness_run_id")), "harness-report")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -54,16 +65,20 @@ class TargetPool:
     def __init__(self) -> None:
         self.targets: dict[str, Target] = {}
         self.profiles: dict[str, DeviceProfile] = {}
-        self.broken: dict[str, str] = {}
+        self.broken: dict[str, HarnessError] = {}
 
     def profile(self, name: str) -> DeviceProfile:
+        """A profile by the name or path given on the command line (also reachable by its own name)."""
         if name not in self.profiles:
-            self.profiles[name] = find_profile(name)
+            p = find_profile(name)
+            self.profiles[name] = p
+            self.profiles.setdefault(p.name, p)
         return self.profiles[name]
 
-    def get(self, name: str) -> Target:
+    def try_get(self, name: str) -> Target | HarnessError:
+        """The powered target, or the error that keeps it from running commands."""
         if name in self.broken:
-            pytest.fail(f"target {name} could not be powered on: {self.broken[name]}", pytrace=False)
+            return self.broken[name]
         if name not in self.targets:
             from harness.targets.factory import make_target
 
@@ -72,9 +87,17 @@ class TargetPool:
                 target.power_on()
             except HarnessError as exc:
                 target.close()
-                self.broken[name] = str(exc)
-                pytest.fail(f"target {name} could not be powered on: {exc}", pytrace=False)
+                self.broken[name] = exc
+                return exc
             self.targets[name] = target
+        return self.targets[name]
+
+    def get(self, name: str, node: pytest.Item) -> Target:
+        got = self.try_get(name)
+        if isinstance(got, HarnessError):
+            if not isinstance(got, UserlandMismatch):
+                node.user_properties.append(("harness_infra", "1"))
+            pytest.fail(f"target {name} could not be powered on: {got}", pytrace=False)
         target = self.targets[name]
         if not target.is_on:
             target.power_on()
@@ -113,12 +136,49 @@ def profile(profile_name: str, target_pool: TargetPool) -> DeviceProfile:
 @pytest.fixture
 def target(request: pytest.FixtureRequest, profile: DeviceProfile, target_pool: TargetPool) -> Iterator[Target]:
     """A powered target for ``profile``; reset after a failed or destructive test."""
-    t = target_pool.get(profile.name)
+    t = target_pool.get(profile.name, request.node)
+    attach_profile(request.node, profile.name, _profile_properties(profile, t))
     yield t
     rep = getattr(request.node, "rep_call", None)
     failed = rep is not None and rep.failed
     if failed or request.node.get_closest_marker("destructive"):
         target_pool.reset(profile.name)
+
+
+def _profile_properties(profile: DeviceProfile, target: Target) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "arch": profile.arch,
+        "transport": profile.transport,
+        "greengrass": profile.greengrass,
+        "kernel_authoritative": not target.kernel_is_host,
+    }
+    key = getattr(target, "rootfs_key", None)
+    if key:
+        props["rootfs_key"] = key
+    return props
+
+
+@pytest.fixture(autouse=True)
+def _harness_profile_property(request: pytest.FixtureRequest) -> None:
+    """Name the profile of every parametrized test in its report row."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and "profile_name" in callspec.params:
+        given = str(callspec.params["profile_name"])
+        name = Path(given).stem if given.endswith((".yaml", ".yml")) else given
+        request.node.user_properties.append(("harness_profile", name))
+        others = [str(v) for k, v in callspec.params.items() if k != "profile_name"]
+        base = request.node.originalname.removeprefix("test_")
+        request.node.user_properties.append(("harness_test_id", f"{base}[{','.join(others)}]" if others else base))
+
+
+@pytest.fixture
+def record_result(request: pytest.FixtureRequest) -> Callable[[TestRecord], None]:
+    """Hand the test's own report row (id, evidence, requirement, source) to the conformance report."""
+
+    def record(row: TestRecord) -> None:
+        attach_record(request.node, row)
+
+    return record
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

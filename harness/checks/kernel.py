@@ -86,8 +86,9 @@ def kernel_config(target: Target, profile: DeviceProfile) -> CheckResult:
             return error(f"Error: the profile's kernel_config {profile.kernel_config!r} names {host_file}, "
                          "which does not exist.")
         text = _read_host_config(host_file)
-        origin = f"{host_file} (named by the profile's kernel_config)"
-        notes.append(f"read host file {origin}: {len(text)} bytes")
+        origin = str(host_file)
+        notes.append(f"read host file {origin} (the profile's kernel_config, the device's own kernel): "
+                     f"{len(text)} bytes")
     else:
         informative = target.kernel_is_host
         res = target.run(["zcat", "/proc/config.gz"], timeout=CMD_TIMEOUT)

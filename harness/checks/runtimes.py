@@ -99,11 +99,12 @@ def lambda_runtimes(target: Target, profile: DeviceProfile) -> CheckResult:
     good = [text for ok, text in results if ok]
     wanted = ", ".join(f"{r}: {' or '.join(RUNTIME_BINARIES[r])}" for r in profile.lambda_runtimes)
     requirement = f"Greengrass V1: an interpreter on PATH for each claimed runtime ({wanted})"
+    n = len(results)
     if bad:
-        return verdict(False, f"{len(bad)} of {len(results)} claimed Lambda runtimes are missing: "
+        return verdict(False, f"Claimed Lambda runtimes without an interpreter ({len(bad)} of {n}): "
                        f"{'; '.join(bad)}.", requirement)
-    return verdict(True, f"All {len(results)} claimed Lambda runtimes have an interpreter: "
-                   f"{'; '.join(good)}.", requirement)
+    return verdict(True, f"Every claimed Lambda runtime has an interpreter ({n} of {n}): {'; '.join(good)}.",
+                   requirement)
 
 
 def _in_dirs(target: Target, name: str) -> str | None:

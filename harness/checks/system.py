@@ -42,8 +42,9 @@ def arch(target: Target, profile: DeviceProfile) -> CheckResult:
     """
     supported = V1_ARCHES if profile.greengrass == "v1" else V2_ARCHES
     gen = generation(profile)
+    not_v6 = " (armv6l is not supported)" if profile.greengrass == "v2" else ""
     requirement = (f"{gen}: `uname -m` equals the profile's arch ({profile.arch}) and is one of "
-                   f"{', '.join(supported)}")
+                   f"{', '.join(supported)}{not_v6}")
     res = target.run(["uname", "-m"], timeout=CMD_TIMEOUT)
     if res.exit_status == SIGILL_STATUS or "illegal instruction" in res.stderr.lower():
         u = profile.userland
@@ -60,13 +61,13 @@ def arch(target: Target, profile: DeviceProfile) -> CheckResult:
     machine = res.stdout.strip()
     problems = []
     if machine != profile.arch:
-        problems.append(f"the device reports machine {machine!r} but the profile declares {profile.arch!r}")
+        problems.append(f"The device reports machine {machine!r} but the profile declares {profile.arch!r}")
     if machine not in supported:
-        problems.append(f"{machine!r} is not an architecture {gen} supports ({', '.join(supported)})")
+        problems.append(f"Machine {machine!r} is not an architecture {gen} supports ({', '.join(supported)})")
     elif profile.arch not in supported:
-        problems.append(f"the declared {profile.arch!r} is not an architecture {gen} supports")
+        problems.append(f"The declared {profile.arch!r} is not an architecture {gen} supports")
     if problems:
-        return verdict(False, "; ".join(problems).capitalize() + ".", requirement)
+        return verdict(False, "; ".join(problems) + ".", requirement)
     return verdict(True, f"The device reports machine {machine!r}, as declared, which {gen} supports.",
                    requirement)
 

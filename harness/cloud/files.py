@@ -47,6 +47,45 @@ def write_private(path: Path, data: bytes, *, fsync: bool = False) -> None:
     write_atomic(path, data, mode=PRIVATE_MODE, fsync=fsync)
 
 
+def write_bundle(directory: Path, files: dict[str, tuple[bytes, int]], *, fsync: bool = False) -> None:
+    """Create ``directory`` holding exactly ``files`` ({name: (data, mode)}), all of them or none.
+
+    The files are written into a temporary sibling directory that is then renamed into place, so a
+    reader (or a crash) never sees a directory with a certificate but no key. An existing directory
+    (left over from an interrupted run) is replaced.
+    """
+    parent = directory.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{directory.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    os.mkdir(tmp, PRIVATE_DIR_MODE)
+    try:
+        for name, (data, mode) in files.items():
+            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            try:
+                os.fchmod(fd, mode)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        if fsync:
+            sync_dir(tmp)
+        try:
+            os.rename(tmp, directory)
+        except OSError:  # the target exists (leftover of an interrupted run): replace it
+            shutil.rmtree(directory, ignore_errors=True)
+            os.rename(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if fsync:
+        sync_dir(parent)
+
+
 def sync_dir(directory: Path) -> None:
     """fsync a directory so a rename inside it survives a power cut."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

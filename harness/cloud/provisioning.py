@@ -19,7 +19,7 @@ from typing import Any
 from harness.cloud.ca import CertificateAuthority, KeyType, cert_to_pem, certificate_id, iso, load_certificate
 from harness.cloud.context import CloudContext
 from harness.cloud.credentials import CredentialRequest, Credentials, PendingCredentials
-from harness.cloud.files import remove_tree, write_atomic, write_private
+from harness.cloud.files import PRIVATE_MODE, PUBLIC_MODE, remove_tree, write_atomic, write_bundle
 from harness.cloud.registry import (
     ConnectivityInfo,
     ItemResult,
@@ -167,8 +167,11 @@ class Provisioner:
     def _write_credentials(self, name: str, cred: Credentials) -> NewCertificate:
         layout = self.ctx.layout
         key_path, cert_path = layout.thing_key(name), layout.thing_cert(name)
-        write_private(key_path, cred.key_pem, fsync=self.ctx.fsync)
-        write_atomic(cert_path, cred.cert_pem, fsync=self.ctx.fsync)
+        write_bundle(
+            layout.thing_dir(name),
+            {key_path.name: (cred.key_pem, PRIVATE_MODE), cert_path.name: (cred.cert_pem, PUBLIC_MODE)},
+            fsync=self.ctx.fsync,
+        )
         return NewCertificate(
             id=cred.cert_id,
             pem=cred.cert_pem.decode(),

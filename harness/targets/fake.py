@@ -124,6 +124,8 @@ class FakeTarget(Target):
         local.write_text(self.files[remote])
 
     def facts(self) -> Facts:
+        if not self._on:
+            raise TargetError(f"{self.name}: target is powered off")
         return self.fake_facts
 
     def memory_limit_kb(self) -> int | None:

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from harness.errors import InfraError, TargetError
+from harness.errors import InfraError, TargetError, UserlandMismatch
 from harness.leaks import OWNER_FILE, gc_stale_targets
 from harness.paths import state_dir
 from harness.profiles import DEBIAN_ARCH_BASELINE, DeviceProfile
@@ -171,7 +171,7 @@ class QemuUserTarget(Target):
             self.power_cut()
             u = self.profile.userland
             assert u is not None
-            raise TargetError(
+            raise UserlandMismatch(
                 f"{self.profile.source}: the {u.architecture} userland (built for "
                 f"{DEBIAN_ARCH_BASELINE.get(u.architecture, u.architecture)}) cannot run on the emulated CPU "
                 f"{self.profile.emulation.cpu or 'default'} ({self.profile.arch}): the first command died with "
