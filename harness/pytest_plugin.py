@@ -59,6 +59,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(str(callspec.params["profile_name"])))
 
 
+class TargetUnavailable(Exception):
+    """The target a test needs could not be brought up: the test reports ``error``, not ``failed``."""
+
+
 class TargetPool:
     """Targets of this session, one per profile, created on first use and closed at the end."""
 
@@ -97,7 +101,9 @@ class TargetPool:
         if isinstance(got, HarnessError):
             if not isinstance(got, UserlandMismatch):
                 node.user_properties.append(("harness_infra", "1"))
-            pytest.fail(f"target {name} could not be powered on: {got}", pytrace=False)
+            raise TargetUnavailable(f"target {name} could not be powered on: {got}")
+        target = self.targets[name]
+        attach_profile(node, target.name, _profile_properties(self.profile(name), target))
         target = self.targets[name]
         if not target.is_on:
             target.power_on()
@@ -137,7 +143,6 @@ def profile(profile_name: str, target_pool: TargetPool) -> DeviceProfile:
 def target(request: pytest.FixtureRequest, profile: DeviceProfile, target_pool: TargetPool) -> Iterator[Target]:
     """A powered target for ``profile``; reset after a failed or destructive test."""
     t = target_pool.get(profile.name, request.node)
-    attach_profile(request.node, profile.name, _profile_properties(profile, t))
     yield t
     rep = getattr(request.node, "rep_call", None)
     failed = rep is not None and rep.failed

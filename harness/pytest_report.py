@@ -49,12 +49,20 @@ class ReportCollector:
         self.run.write(report_dir)
 
     # -- building rows ---------------------------------------------------------------------------
-    def _row(self, report: pytest.TestReport) -> TestRecord:
+    def _note_profile(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
+        name = props.get("harness_profile")
+        if name and name not in self.run.profiles:
+            self.run.add_profile(str(name), {})
         if PROFILE_KEY in props:
             profile, values = props[PROFILE_KEY]
             if profile not in self.run.profiles:
                 self.run.add_profile(profile, values)
+            else:
+                self.run.profile_properties[profile] = values
+
+    def _row(self, report: pytest.TestReport) -> TestRecord:
+        props = dict(report.user_properties)
         if RECORD_KEY in props:
             return TestRecord.from_json(json.loads(props[RECORD_KEY]))
         name = report.nodeid.split("::")[-1]
@@ -88,6 +96,7 @@ class ReportCollector:
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         key = report.nodeid
+        self._note_profile(report)
         if report.when == "setup" and report.outcome == "passed":
             return
         if report.when == "teardown" and report.outcome == "passed":

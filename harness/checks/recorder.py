@@ -6,6 +6,7 @@ what it saw, and a check that dies half-way (timeout, exception) still leaves th
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -57,10 +58,12 @@ class RecordingTarget(Target):
             res = self.inner.run(argv, timeout=timeout, env=env, cwd=cwd, input=input, check=check)
         except CommandTimeout as exc:
             tail = clip((exc.stdout + ("\n[stderr]\n" + exc.stderr if exc.stderr else "")).strip(), 1500)
-            lines = [f"$ {' '.join(argv)}", tail, f"[timed out after {exc.timeout:g} s]"]
+            lines = [f"$ {shlex.join(argv)}", tail, f"[timed out after {exc.timeout:g} s]"]
             self.log.append("\n".join(line for line in lines if line))
             raise
-        shown = RunResult(res.argv, res.exit_status, clip(res.stdout), clip(res.stderr), res.duration_s)
+        # One shell-quoted word as argv, so `sh -c 'script' sh args` shows as it can be pasted into a shell.
+        shown = RunResult([shlex.join(argv)], res.exit_status, clip(res.stdout), clip(res.stderr),
+                          res.duration_s)
         self.log.append(shown.evidence())
         return res
 

@@ -70,10 +70,15 @@ def disk(target: Target, profile: DeviceProfile) -> CheckResult:
         return error(f"Error: cannot read the output of `df -Pk {path}`.", requirement)
     avail_kb, mount = parsed
     where = path if path == profile.install_root else f"{path} (nearest parent of {profile.install_root})"
+    # A qemu-user target without its own disk image writes to the host's file system: that free space says
+    # nothing about the board, so the row is informative there (as ram is without a memory limit).
+    informative = target.kernel_is_host and profile.resources.disk_mb is None
+    notes = ("note: the target has no disk image of its own (resources.disk_mb unset), so this is the host's "
+             "free space and the row is informative") if informative else ""
     ok = avail_kb >= need_mb * 1024
     return verdict(ok, f"{avail_kb // 1024} MB free on {where}, mounted at {mount or '?'}; "
                    f"{'at least' if ok else 'less than'} the {need_mb} MB required.", requirement,
-                   source=source)
+                   source=source, informative=informative, notes=notes)
 
 
 @board_check("ram")

@@ -245,12 +245,15 @@ class DiscoveryServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, abort connections still open, and join every thread within ``timeout``."""
         self._stop.set()
-        with self._active_lock:
-            for conn in list(self._active):
-                _close_quietly(conn, shutdown=True)
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        while True:
+            with self._active_lock:  # unblock workers waiting in a handshake or a read
+                for conn in list(self._active):
+                    _close_quietly(conn, shutdown=True, close=False)
+            for thread in self._threads:
+                thread.join(0.05)
+            if not any(t.is_alive() for t in self._threads) or time.monotonic() >= deadline:
+                break
         alive = [t.name for t in self._threads if t.is_alive()]
         while True:
             try:
@@ -320,7 +323,8 @@ class DiscoveryServer:
                 with self._active_lock:
                     self._active.add(conn)
                 try:
-                    self._serve_connection(conn, addr)
+                    if not self._stop.is_set():
+                        self._serve_connection(conn, addr)
                 except Exception:
                     log.exception("discovery connection from %s failed", addr)
                 finally:
@@ -359,14 +363,14 @@ class DiscoveryServer:
             _close_quietly(tls)
 
 
-def _close_quietly(sock: socket.socket, *, shutdown: bool = False) -> None:
-    try:
-        if shutdown:
-            sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    with contextlib.suppress(OSError):
-        sock.close()
+def _close_quietly(sock: socket.socket, *, shutdown: bool = False, close: bool = True) -> None:
+    """Shut down (wakes a thread blocked on the socket; safe from another thread) and/or close."""
+    if shutdown:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, not SSLSocket's
+    if close:
+        with contextlib.suppress(OSError):
+            sock.close()
 
 
 def serve(

@@ -267,7 +267,7 @@ class ProvisioningTemplate:
                 status = str(prop(cert, "Status"))
                 if status not in TEMPLATE_CERT_STATUSES:
                     fail(
-                        source,
+                        self.source if isinstance(cert.properties["Status"], str) else source,
                         join(join("Resources", cert.logical_id), "Properties.Status"),
                         f"unknown value {status!r}",
                         TEMPLATE_CERT_STATUSES,
@@ -284,7 +284,7 @@ class ProvisioningTemplate:
                     document = json.loads(document)
                 except json.JSONDecodeError as exc:
                     fail(
-                        source,
+                        self.source,
                         join(join("Resources", res.logical_id), "Properties.PolicyDocument"),
                         f"not valid JSON: {exc.msg}",
                     )
@@ -363,6 +363,9 @@ def _parse_resource(
         )
     for key, val in props.items():
         _check_expression(val, parameters, source, join(join(path, "Properties"), key))
+    status = props.get("Status")
+    if rtype == CERTIFICATE and isinstance(status, str) and status not in TEMPLATE_CERT_STATUSES:
+        fail(source, join(path, "Properties.Status"), f"unknown value {status!r}", TEMPLATE_CERT_STATUSES)
     overrides = expect_object(spec.get("OverrideSettings", {}), source, join(path, "OverrideSettings"))
     check_keys(overrides, source, join(path, "OverrideSettings"), allowed=allowed_overrides)
     for key, val in overrides.items():

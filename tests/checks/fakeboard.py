@@ -141,7 +141,7 @@ class Board:
         if a == ("ldd", "--version"):
             return self.ldd or reply(stderr="sh: ldd: not found", exit_status=127)
         if a == ("getconf", "GNU_LIBC_VERSION"):
-            return reply(self.getconf + "\n") if self.getconf else reply(exit_status=1)
+            return reply(f"{self.getconf}\n") if self.getconf else reply(exit_status=1)
         if a[:1] == ("ls",):
             return reply(" ".join(a[2:]) + "\n")
         if a[:2] == ("test", "-d"):
@@ -173,8 +173,8 @@ class Board:
                 lines.append(f"{name}\t{path}\t{res}\t{same}")
             return reply("\n".join(lines) + "\n")
         if script == 'command -v "$1"':
-            path = self.commands.get(args[0])
-            return reply(path + "\n") if path else reply(exit_status=127)
+            found = self.commands.get(args[0])
+            return reply(found + "\n") if found else reply(exit_status=127)
         if script == _EXISTS:
             return reply("".join(f"{p} {'present' if p in self.devices else 'MISSING'}\n" for p in args))
         if script == TMP_EXEC:

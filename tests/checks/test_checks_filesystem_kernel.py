@@ -41,7 +41,8 @@ def test_tmp_noexec_fails_and_shows_mount_options(board: Board, v2: DeviceProfil
     board.files["/proc/mounts"] = MOUNTS + "tmpfs /tmp tmpfs rw,nosuid,nodev,noexec,relatime 0 0\n"
     res = run_check("tmp_exec", board.target(), v2)
     assert res.status == "failed"
-    assert "noexec" in res.message and "/tmp is a tmpfs mounted rw,nosuid,nodev,noexec,relatime" in res.message
+    assert "noexec" in res.message
+    assert "/tmp is a tmpfs mounted rw,nosuid,nodev,noexec,relatime" in res.message
     assert "Permission denied" in res.evidence
 
 

@@ -120,11 +120,16 @@ def test_lost_target_gives_errors_not_passes() -> None:
     assert all("powered off" in r.message for r in results if r.status == "error")
 
 
-def test_command_timeout_becomes_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(system_checks, "CMD_TIMEOUT", 0.0005)
+def test_command_timeout_becomes_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A `uname` that hangs (first on PATH) makes the arch check time out: error, never pass."""
+    monkeypatch.setattr(system_checks, "CMD_TIMEOUT", 1.0)
+    hang = tmp_path / "uname"
+    hang.write_text("#!/bin/sh\necho partial\nexec sleep 60\n")
     profile = load("native-x86_64")
     with QemuUserTarget(profile) as target:
         target.power_on()
+        target.put(hang, "/usr/local/bin/uname", mode=0o755)
         res = run_check("arch", target, profile)
         assert run_check("users", target, profile).status == "passed"  # the target survives
-    assert res.status == "error" and "did not finish within" in res.message
+    assert res.status == "error" and "'uname -m' did not finish within 1 s" in res.message
+    assert "partial" in res.evidence and "timed out after 1 s" in res.evidence

@@ -64,12 +64,14 @@ def test_java_skip_reason_applies_to_v2_too(board: Board, v2: DeviceProfile) -> 
 
 
 def test_healthy_board_passes_every_applicable_check_v1(board: Board) -> None:
-    profile = make_profile("v1", features=["ota", "containers", "lambda_runtimes"], lambda_runtimes=["python3.8"])
+    profile = make_profile("v1", features=["ota", "containers", "lambda_runtimes"],
+                           lambda_runtimes=["python3.8"])
     results = run_checks(board.target(), profile)
     assert [r.id for r in results] == TABLE_IDS
     bad = [(r.id, r.status, r.message) for r in results if r.status not in ("passed", "skipped")]
     assert bad == []
-    assert {r.id for r in results if r.status == "skipped"} == {"tmp_exec", "pretest_commands", "java", "docker"}
+    skipped = {r.id for r in results if r.status == "skipped"}
+    assert skipped == {"tmp_exec", "pretest_commands", "java", "docker"}
 
 
 def test_healthy_board_passes_every_applicable_check_v2(board: Board, v2: DeviceProfile) -> None:
@@ -129,7 +131,7 @@ def test_lost_target_becomes_error(board: Board, v2: DeviceProfile) -> None:
 
 
 def test_unknown_check_id_is_an_input_error(board: Board, v2: DeviceProfile) -> None:
-    with pytest.raises(InputError, match="unknown board check 'nope'.*arch"):
+    with pytest.raises(InputError, match=r"unknown board check 'nope'.*arch"):
         run_check("nope", board.target(), v2)
 
 
@@ -142,7 +144,7 @@ def test_direct_call_applies_skip_rules_and_records_evidence(board: Board, v2: D
 
 
 def test_result_to_record() -> None:
-    res = CheckResult("ota_commands", "failed", "x.", "ev", "req", "seed 002", informative=False, duration_s=0.5)
+    res = CheckResult("ota_commands", "failed", "x.", "ev", "req", "seed 002", duration_s=0.5)
     rec = res.to_record("qemu-aarch64")
     assert rec.id == "board.ota_commands" and rec.suite == "board" and rec.outcome == "failed"
     assert rec.requirement == "req" and rec.source == "seed 002" and rec.required

@@ -50,6 +50,14 @@ def test_disk_without_df_is_error(board: Board, v2: DeviceProfile) -> None:
     assert run_check("disk", board.target(), v2).status == "error"
 
 
+def test_disk_is_informative_on_qemu_user_without_a_disk_image(board: Board) -> None:
+    board.kernel_is_host = True
+    res = run_check("disk", board.target(), make_profile("v2"))
+    assert res.informative and "host's free space" in res.evidence
+    res = run_check("disk", board.target(), make_profile("v2", resources={"disk_mb": 512}))
+    assert not res.informative
+
+
 def test_parse_df_handles_spaces_in_mount_point() -> None:
     out = "Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/sda1 1000 10 990 1% /mnt/my disk\n"
     assert parse_df(out) == (990, "/mnt/my disk")

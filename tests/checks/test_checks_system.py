@@ -87,7 +87,8 @@ def test_os_v1_without_ota_accepts_any_linux(board: Board) -> None:
     ("v2", [], "2.6.23.1", False),
     ("v2", [], "6.1.0-18-amd64", True),
 ])
-def test_kernel_thresholds(board: Board, greengrass: str, features: list[str], release: str, ok: bool) -> None:
+def test_kernel_thresholds(board: Board, greengrass: str, features: list[str], release: str,
+                           ok: bool) -> None:
     board.kernel = release
     res = run_check("kernel", board.target(), make_profile(greengrass, features=features))
     assert res.status == ("passed" if ok else "failed"), res.message
