@@ -38,8 +38,9 @@ def first_command(name: str) -> tuple[float, float]:
         t.close()
 
 
-RSS_PROBE = ("import re; s = open('/proc/self/status').read(); "
-             "print(re.search(r'VmRSS:\\s+(\\d+)', s).group(1))")
+RSS_PROBE = (
+    "import re; s = open('/proc/self/status').read(); print(re.search(r'VmRSS:\\s+(\\d+)', s).group(1))"
+)
 
 
 def python_rss_kb(name: str) -> int:
@@ -59,7 +60,9 @@ def python_rss_kb(name: str) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cold", action="store_true", help="also measure a cold cache (rebuilds root file systems)")
+    ap.add_argument(
+        "--cold", action="store_true", help="also measure a cold cache (rebuilds root file systems)"
+    )
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     warm: dict[str, tuple[float, float]] = {}

@@ -48,8 +48,10 @@ def cmd_profiles(args: argparse.Namespace) -> int:
             continue
         userland = f"{p.userland.suite}/{p.userland.architecture}" if p.userland else "-"
         cpu = p.emulation.cpu or "-"
-        print(f"{p.name:22} {p.arch:8} {p.transport:10} {userland:16} cpu={cpu:11} gg={p.greengrass} "
-              f"os={p.os}  {p.description}")
+        print(
+            f"{p.name:22} {p.arch:8} {p.transport:10} {userland:16} cpu={cpu:11} gg={p.greengrass} "
+            f"os={p.os}  {p.description}"
+        )
     return status
 
 
@@ -61,13 +63,20 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
-        raise InputError("harness exec: give the command after `--`, e.g. harness exec --profile qemu-armv6l -- uname -m")
+        raise InputError(
+            "harness exec: give the command after `--`, e.g. harness exec --profile qemu-armv6l -- uname -m"
+        )
     profile = find_profile(args.profile)
     target = make_target(profile)
     try:
         target.power_on()
-        proc = target.popen(argv, stdin=None if sys.stdin.isatty() else subprocess.DEVNULL,
-                            stdout=None, stderr=None, cwd=args.cwd)
+        proc = target.popen(
+            argv,
+            stdin=None if sys.stdin.isatty() else subprocess.DEVNULL,
+            stdout=None,
+            stderr=None,
+            cwd=args.cwd,
+        )
         try:
             rc = proc.wait(timeout=args.timeout)
         except subprocess.TimeoutExpired:
@@ -86,8 +95,11 @@ def cmd_rootfs(args: argparse.Namespace) -> int:
 
     names = args.profile or [p.stem for p in list_profile_files()]
     for name in names:
-        p = find_profile(name) if args.profile else load_profile_file(next(
-            f for f in list_profile_files() if f.stem == name))
+        p = (
+            find_profile(name)
+            if args.profile
+            else load_profile_file(next(f for f in list_profile_files() if f.stem == name))
+        )
         if p.userland is None:
             continue
         spec = RootfsSpec.from_userland(p.userland)

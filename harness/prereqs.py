@@ -40,8 +40,9 @@ class Step:
 def missing_packages(packages: list[str] | None = None) -> list[str]:
     out = []
     for pkg in packages or list(APT_PACKAGES):
-        res = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True,
-                             timeout=30, check=False)
+        res = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True, timeout=30, check=False
+        )
         if "install ok installed" not in res.stdout:
             out.append(pkg)
     return out
@@ -50,12 +51,16 @@ def missing_packages(packages: list[str] | None = None) -> list[str]:
 def binfmt_steps() -> list[Step]:
     steps: list[Step] = []
     if not (BINFMT_DIR / "status").exists():
-        steps.append(Step("mount binfmt_misc", ["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)]))
+        steps.append(
+            Step("mount binfmt_misc", ["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)])
+        )
     for handler in BINFMT_HANDLERS:
         entry = BINFMT_DIR / handler
         enabled = entry.exists() and entry.read_text().startswith("enabled")
         if not enabled:
-            steps.append(Step(f"enable the {handler} binfmt handler", ["update-binfmts", "--enable", handler]))
+            steps.append(
+                Step(f"enable the {handler} binfmt handler", ["update-binfmts", "--enable", handler])
+            )
     return steps
 
 
@@ -65,8 +70,12 @@ def plan() -> list[Step]:
     missing = missing_packages()
     if missing:
         steps.append(Step("refresh the package lists", ["apt-get", "update"]))
-        steps.append(Step("install " + ", ".join(missing),
-                          ["apt-get", "install", "-y", "--no-install-recommends", *missing]))
+        steps.append(
+            Step(
+                "install " + ", ".join(missing),
+                ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+            )
+        )
         # binfmt state is only knowable once binfmt-support and qemu are installed
         steps.append(Step("enable binfmt handlers for qemu-user", ["harness", "setup"]))
         return steps

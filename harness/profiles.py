@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harness.errors import InputError
 from harness.paths import PROFILES_DIR
@@ -21,9 +29,7 @@ DebianArch = Literal["armel", "armhf", "arm64", "amd64"]
 Transport = Literal["qemu-user", "local", "ssh"]
 OsLabel = Literal["ubuntu", "raspbian", "amazon_linux", "openwrt", "debian"]
 Generation = Literal["v1", "v2"]
-Feature = Literal[
-    "ota", "containers", "docker", "stream_manager", "lambda_runtimes", "java", "power_loss"
-]
+Feature = Literal["ota", "containers", "docker", "stream_manager", "lambda_runtimes", "java", "power_loss"]
 LambdaRuntime = Literal["python3.7", "python3.8", "python3", "nodejs12.x", "java8"]
 
 #: Instruction-set baseline of each Debian architecture; used to explain "Illegal instruction" deaths.
@@ -63,13 +69,17 @@ class Userland(_Strict):
 class Emulation(_Strict):
     """How qemu-user emulates the CPU (ignored when the userland is the host's architecture)."""
 
-    cpu: str | None = Field(None, description="QEMU CPU model (QEMU_CPU), e.g. arm1176, cortex-a7, cortex-a53")
+    cpu: str | None = Field(
+        None, description="QEMU CPU model (QEMU_CPU), e.g. arm1176, cortex-a7, cortex-a53"
+    )
 
 
 class Resources(_Strict):
     """Limits the target enforces, as a board would have them."""
 
-    memory_mb: int | None = Field(None, ge=16, le=1 << 20, description="memory limit for everything on the target")
+    memory_mb: int | None = Field(
+        None, ge=16, le=1 << 20, description="memory limit for everything on the target"
+    )
     disk_mb: int | None = Field(None, ge=64, le=1 << 22, description="size of the target's writable disk")
     tmp_noexec: bool = Field(False, description="mount /tmp noexec (a board with a hardened /tmp)")
 
@@ -82,7 +92,9 @@ class SshConfig(_Strict):
     user: str = "root"
     key_file: str | None = None
     known_hosts: str | None = Field(None, description="known_hosts file; None trusts on first use")
-    options: list[str] = Field(default_factory=list, description="extra ssh -o options, e.g. ConnectTimeout=5")
+    options: list[str] = Field(
+        default_factory=list, description="extra ssh -o options, e.g. ConnectTimeout=5"
+    )
     connect_timeout_s: float = Field(10.0, gt=0)
 
 
@@ -126,7 +138,9 @@ class DeviceProfile(_Strict):
     @model_validator(mode="after")
     def _transport_needs(self) -> DeviceProfile:
         if self.transport == "qemu-user" and self.userland is None:
-            raise ValueError("transport 'qemu-user' needs a 'userland' section (suite, architecture, packages)")
+            raise ValueError(
+                "transport 'qemu-user' needs a 'userland' section (suite, architecture, packages)"
+            )
         if self.transport == "ssh" and self.ssh is None:
             raise ValueError("transport 'ssh' needs an 'ssh' section (host, port, user, key_file)")
         if self.lambda_runtimes and "lambda_runtimes" not in self.features:
@@ -190,7 +204,9 @@ def load_profile_file(path: Path) -> DeviceProfile:
         problem = getattr(exc, "problem", None) or str(exc)
         raise InputError(f"{path}: not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
-        raise InputError(f"{path}: a device profile must be a YAML mapping of fields, got {type(data).__name__}")
+        raise InputError(
+            f"{path}: a device profile must be a YAML mapping of fields, got {type(data).__name__}"
+        )
     try:
         profile = DeviceProfile.model_validate(data)
     except ValidationError as exc:
@@ -202,7 +218,7 @@ def load_profile_file(path: Path) -> DeviceProfile:
 
 
 def profile_dirs() -> list[Path]:
-    """Directories searched for profiles: HARNESS_PROFILE_PATH (os.pathsep-separated), then the shipped ones."""
+    """Where profiles are looked up: HARNESS_PROFILE_PATH (os.pathsep-separated), then the shipped ones."""
     import os
 
     extra = [Path(p) for p in os.environ.get("HARNESS_PROFILE_PATH", "").split(os.pathsep) if p]

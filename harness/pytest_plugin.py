@@ -23,31 +23,50 @@ from harness.targets.base import Target
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "Greengrass conformance harness")
-    group.addoption("--profile", action="append", default=[], dest="harness_profiles",
-                    help="device profile name or YAML path (repeat for several; each test runs on each)")
-    group.addoption("--report-dir", default=None, dest="harness_report_dir",
-                    help="write the conformance report (junit.xml, results.json, index.html) here")
+    group.addoption(
+        "--profile",
+        action="append",
+        default=[],
+        dest="harness_profiles",
+        help="device profile name or YAML path (repeat for several; each test runs on each)",
+    )
+    group.addoption(
+        "--report-dir",
+        default=None,
+        dest="harness_report_dir",
+        help="write the conformance report (junit.xml, results.json, index.html) here",
+    )
     group.addoption("--run-id", default=None, dest="harness_run_id", help="run id recorded in the report")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "destructive: the test cuts power or breaks the target; it is reset after")
-    config.addinivalue_line("markers", "requirement(text, source): what the scenario checks and where it comes from")
+    config.addinivalue_line(
+        "markers", "destructive: the test cuts power or breaks the target; it is reset after"
+    )
+    config.addinivalue_line(
+        "markers", "requirement(text, source): what the scenario checks and where it comes from"
+    )
     report_dir = config.getoption("harness_report_dir")
     if report_dir and not hasattr(config, "workerinput"):
         from pathlib import Path
 
         from harness.pytest_report import ReportCollector
 
-        config.pluginmanager.register(ReportCollector(Path(report_dir), config.getoption("harness_run_id")), "harness-report")
+        config.pluginmanager.register(
+            ReportCollector(Path(report_dir), config.getoption("harness_run_id")), "harness-report"
+        )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "profile_name" in metafunc.fixturenames:
         names = metafunc.config.getoption("harness_profiles") or []
         if not names:
-            metafunc.parametrize("profile_name", [pytest.param(None, marks=pytest.mark.skip(
-                reason="no --profile given"))], scope="session", ids=["no-profile"])
+            metafunc.parametrize(
+                "profile_name",
+                [pytest.param(None, marks=pytest.mark.skip(reason="no --profile given"))],
+                scope="session",
+                ids=["no-profile"],
+            )
             return
         metafunc.parametrize("profile_name", names, scope="session", ids=names)
 
@@ -140,7 +159,9 @@ def profile(profile_name: str, target_pool: TargetPool) -> DeviceProfile:
 
 
 @pytest.fixture
-def target(request: pytest.FixtureRequest, profile: DeviceProfile, target_pool: TargetPool) -> Iterator[Target]:
+def target(
+    request: pytest.FixtureRequest, profile: DeviceProfile, target_pool: TargetPool
+) -> Iterator[Target]:
     """A powered target for ``profile``; reset after a failed or destructive test."""
     t = target_pool.get(profile.name, request.node)
     yield t
@@ -173,7 +194,9 @@ def _harness_profile_property(request: pytest.FixtureRequest) -> None:
         request.node.user_properties.append(("harness_profile", name))
         others = [str(v) for k, v in callspec.params.items() if k != "profile_name"]
         base = request.node.originalname.removeprefix("test_")
-        request.node.user_properties.append(("harness_test_id", f"{base}[{','.join(others)}]" if others else base))
+        request.node.user_properties.append(
+            ("harness_test_id", f"{base}[{','.join(others)}]" if others else base)
+        )
 
 
 @pytest.fixture

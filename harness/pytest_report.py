@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -55,7 +55,7 @@ class ReportCollector:
         if name and name not in self.run.profiles:
             self.run.add_profile(str(name), {})
         if PROFILE_KEY in props:
-            profile, values = props[PROFILE_KEY]
+            profile, values = cast(tuple[str, dict[str, Any]], props[PROFILE_KEY])
             if profile not in self.run.profiles:
                 self.run.add_profile(profile, values)
             else:
@@ -64,7 +64,7 @@ class ReportCollector:
     def _row(self, report: pytest.TestReport) -> TestRecord:
         props = dict(report.user_properties)
         if RECORD_KEY in props:
-            return TestRecord.from_json(json.loads(props[RECORD_KEY]))
+            return TestRecord.from_json(json.loads(str(props[RECORD_KEY])))
         name = report.nodeid.split("::")[-1]
         suite = suite_of(report.nodeid)
         return TestRecord(
@@ -106,7 +106,7 @@ class ReportCollector:
         if props.get("harness_infra"):
             self.infra_error = True
             row.properties["infra"] = "true"
-        if RECORD_KEY not in props or report.outcome == "failed" and report.when != "call":
+        if RECORD_KEY not in props or (report.outcome == "failed" and report.when != "call"):
             row.duration_s = round(row.duration_s + report.duration, 3)
             if report.outcome == "skipped":
                 row.outcome = "skipped"
@@ -123,8 +123,11 @@ class ReportCollector:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
-        reason = "interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else (
-            "internal error" if interrupted else "")
+        reason = (
+            "interrupted"
+            if exitstatus == pytest.ExitCode.INTERRUPTED
+            else ("internal error" if interrupted else "")
+        )
         self.run.tests = list(self.rows.values())
         self.run.finish(partial=interrupted, reason=reason)
         self.run.write(self.report_dir)

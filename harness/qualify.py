@@ -18,11 +18,22 @@ from pathlib import Path
 
 from harness.errors import EXIT_INFRA, InputError
 from harness.paths import REPO_ROOT, REPORTS_DIR
+from harness.profiles import DeviceProfile
 
 SCENARIOS_DIR = REPO_ROOT / "scenarios"
 #: The embedded default: an emulated 64-bit ARM board running the harness's reference core.
 DEFAULT_PROFILES = ["qemu-aarch64"]
-SUITE_ORDER = ["board", "discovery", "mqtt_relay", "deployment", "ota", "power_loss", "network", "docker", "load"]
+SUITE_ORDER = [
+    "board",
+    "discovery",
+    "mqtt_relay",
+    "deployment",
+    "ota",
+    "power_loss",
+    "network",
+    "docker",
+    "load",
+]
 PYTEST_TIMEOUT_S = 4 * 3600
 
 
@@ -33,31 +44,51 @@ def available_suites() -> list[str]:
 
 def add_subparsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("qualify", help="run conformance suites on device profiles and write a report")
-    p.add_argument("--profile", action="append", default=[],
-                   help=f"profile name or YAML path; repeat for several (default: {', '.join(DEFAULT_PROFILES)})")
+    p.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        help=f"profile name or YAML path; repeat for several (default: {', '.join(DEFAULT_PROFILES)})",
+    )
     p.add_argument("--suite", action="append", default=[], help="suite to run; repeat (default: all)")
     p.add_argument("--report-dir", default=None, help="report directory (default: reports/<run-id>)")
     p.add_argument("-k", dest="keyword", default=None, help="pytest -k expression to select tests")
-    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: one per profile, max 4)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="parallel workers (default: one per profile, max 4)"
+    )
     p.set_defaults(func=cmd_qualify)
 
 
 def cmd_qualify(args: argparse.Namespace) -> int:
     from harness.profiles import find_profile
-    from harness.report import Run, exit_status, new_run_id
+    from harness.report import Run, exit_status, new_run_id, summarize
 
     names = args.profile or DEFAULT_PROFILES
     profiles = [find_profile(n) for n in names]
     suites = args.suite or available_suites()
     unknown = [s for s in suites if s not in available_suites()]
     if unknown:
-        raise InputError(f"--suite: unknown suite(s) {', '.join(unknown)}; allowed: {', '.join(available_suites())}")
+        raise InputError(
+            f"--suite: unknown suite(s) {', '.join(unknown)}; allowed: {', '.join(available_suites())}"
+        )
     run_id = new_run_id()
     report_dir = Path(args.report_dir) if args.report_dir else REPORTS_DIR / run_id
     _prepare(profiles)
-    argv = [sys.executable, "-m", "pytest", *(str(SCENARIOS_DIR / s) for s in suites),
-            "-p", "no:cacheprovider", "-rfE", "--report-dir", str(report_dir), "--run-id", run_id,
-            "--rootdir", str(REPO_ROOT)]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *(str(SCENARIOS_DIR / s) for s in suites),
+        "-p",
+        "no:cacheprovider",
+        "-rfE",
+        "--report-dir",
+        str(report_dir),
+        "--run-id",
+        run_id,
+        "--rootdir",
+        str(REPO_ROOT),
+    ]
     for p in profiles:
         argv += ["--profile", p.source if os.sep in p.source else p.name]
     workers = args.workers or min(len(profiles), 4)
@@ -65,16 +96,18 @@ def cmd_qualify(args: argparse.Namespace) -> int:
         argv += ["-n", str(workers), "--dist", "loadgroup"]
     if args.keyword:
         argv += ["-k", args.keyword]
-    print(f"qualify: run {run_id}: suites {', '.join(suites)} on {', '.join(p.name for p in profiles)}",
-          flush=True)
+    print(
+        f"qualify: run {run_id}: suites {', '.join(suites)} on {', '.join(p.name for p in profiles)}",
+        flush=True,
+    )
     rc = _run_pytest(argv)
     try:
         run = Run.read(report_dir)
     except Exception as exc:  # no readable report at all: the run could not complete
         print(f"qualify: no report was written ({exc})", file=sys.stderr)
         return EXIT_INFRA
-    print(f"qualify: report {report_dir / 'index.html'} ({run.summary_line() if hasattr(run, 'summary_line') else ''})"
-          .rstrip(" ()"), flush=True)
+    counts = ", ".join(f"{n} {k}" for k, n in summarize(run.tests).items())
+    print(f"qualify: report {report_dir / 'index.html'} ({counts})", flush=True)
     if rc not in (0, 1) or run.partial:
         print(f"qualify: the run did not complete (pytest exit {rc}); the report is partial", file=sys.stderr)
         return EXIT_INFRA
@@ -84,19 +117,20 @@ def cmd_qualify(args: argparse.Namespace) -> int:
     return exit_status(run)
 
 
-def _prepare(profiles: list[object]) -> None:
+def _prepare(profiles: list[DeviceProfile]) -> None:
     """Build missing root file systems up front, with progress, so suites start on ready targets."""
-    from harness.profiles import DeviceProfile
     from harness.rootfs import RootfsSpec, cached, ensure_rootfs
 
     for p in profiles:
-        assert isinstance(p, DeviceProfile)
         if p.userland is None:
             continue
         spec = RootfsSpec.from_userland(p.userland)
         if cached(spec) is None:
-            print(f"qualify: building the {p.userland.architecture} root file system for {p.name} "
-                  "(first run only; a few minutes under emulation)", flush=True)
+            print(
+                f"qualify: building the {p.userland.architecture} root file system for {p.name} "
+                "(first run only; a few minutes under emulation)",
+                flush=True,
+            )
             start = time.monotonic()
             ensure_rootfs(spec)
             print(f"qualify: built in {time.monotonic() - start:.0f} s", flush=True)

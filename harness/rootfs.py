@@ -122,7 +122,9 @@ def ensure_rootfs(spec: RootfsSpec, log: Path | None = None) -> Path:
             else:
                 _mmdebstrap(spec, tmp, log)
             (tmp / MARKER).write_text(
-                json.dumps({"key": spec.key, "spec": asdict(spec), "built_s": round(time.time() - started, 1)})
+                json.dumps(
+                    {"key": spec.key, "spec": asdict(spec), "built_s": round(time.time() - started, 1)}
+                )
             )
             os.rename(tmp, tree)
         except BaseException:
@@ -136,7 +138,9 @@ def _run_logged(argv: list[str], log: Path, what: str) -> None:
         fh.write(f"$ {' '.join(argv)}\n".encode())
         fh.flush()
         try:
-            res = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S, check=False)
+            res = subprocess.run(
+                argv, stdout=fh, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S, check=False
+            )
         except subprocess.TimeoutExpired:
             raise InfraError(f"{what} timed out after {BUILD_TIMEOUT_S} s; log: {log}") from None
         except FileNotFoundError:
@@ -154,7 +158,7 @@ def _mmdebstrap(spec: RootfsSpec, dest: Path, log: Path) -> None:
         "--mode=root",
         f"--variant={spec.variant}",
         f"--architectures={spec.architecture}",
-        "--aptopt=Acquire::Retries \"3\"",
+        '--aptopt=Acquire::Retries "3"',
     ]
     if spec.packages:
         argv.append("--include=" + ",".join(spec.packages))
@@ -163,7 +167,9 @@ def _mmdebstrap(spec: RootfsSpec, dest: Path, log: Path) -> None:
 
 
 def _derive(base: Path, dest: Path, spec: RootfsSpec, log: Path) -> None:
-    _run_logged(["cp", "-a", "--reflink=auto", str(base), str(dest)], log, "copying the base root file system")
+    _run_logged(
+        ["cp", "-a", "--reflink=auto", str(base), str(dest)], log, "copying the base root file system"
+    )
     (dest / MARKER).unlink(missing_ok=True)
     for hook in spec.customize:
         _run_logged(["sh", "-ec", hook, "customize", str(dest)], log, f"customize hook {hook!r}")

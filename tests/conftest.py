@@ -14,12 +14,15 @@ FIXTURE_PROFILES = Path(__file__).resolve().parents[1] / "fixtures" / "profiles"
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput") and "HARNESS_STATE_DIR" not in os.environ:
         os.environ["HARNESS_STATE_DIR"] = tempfile.mkdtemp(prefix="gg-harness-tests-", dir="/var/tmp")
-    paths = [str(FIXTURE_PROFILES), *filter(None, os.environ.get("HARNESS_PROFILE_PATH", "").split(os.pathsep))]
+    paths = [
+        str(FIXTURE_PROFILES),
+        *filter(None, os.environ.get("HARNESS_PROFILE_PATH", "").split(os.pathsep)),
+    ]
     os.environ["HARNESS_PROFILE_PATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """After all workers are done: nothing the tests started may be left (processes, mounts, cgroups, dirs)."""
+    """After all workers: nothing the tests started may be left (processes, mounts, cgroups, dirs)."""
     if hasattr(session.config, "workerinput"):
         return
     from harness.leaks import find_leaks

@@ -217,8 +217,10 @@ def _collect(proc: subprocess.Popen[bytes], input: bytes | None, timeout: float)
         except (OSError, ValueError):
             pass
 
-    readers = [threading.Thread(target=pump, args=(proc.stdout, "out"), daemon=True),
-               threading.Thread(target=pump, args=(proc.stderr, "err"), daemon=True)]
+    readers = [
+        threading.Thread(target=pump, args=(proc.stdout, "out"), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, "err"), daemon=True),
+    ]
     for r in readers:
         r.start()
     if proc.stdin is not None:

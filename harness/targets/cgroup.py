@@ -37,9 +37,11 @@ class MemoryCgroup:
         v1 = _v1_memory_root()
         v2 = None if v1 else _v2_root()
         if v1 is None and v2 is None:
-            raise InfraError("no memory cgroup controller found under /sys/fs/cgroup (needed for memory limits)")
+            raise InfraError(
+                "no memory cgroup controller found under /sys/fs/cgroup (needed for memory limits)"
+            )
         self.v2 = v2 is not None
-        base = (v2 if v2 is not None else v1)
+        base = v2 if v2 is not None else v1
         assert base is not None
         parent = base / GROUP_PREFIX / _scope()
         parent.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,9 @@ class LocalTarget(Target):
         self.kernel_is_host = False
         self._on = False
         limit = profile.resources.memory_mb
-        self.cgroup = MemoryCgroup(f"local-{profile.name}-{uuid.uuid4().hex[:8]}",
-                                   limit * 1024 * 1024 if limit else None)
+        self.cgroup = MemoryCgroup(
+            f"local-{profile.name}-{uuid.uuid4().hex[:8]}", limit * 1024 * 1024 if limit else None
+        )
 
     @property
     def is_on(self) -> bool:
@@ -66,12 +67,24 @@ class LocalTarget(Target):
         full_env = dict(os.environ)
         full_env.update(env or {})
         try:
-            return subprocess.Popen(list(argv), env=full_env, cwd=cwd or "/", stdin=stdin, stdout=stdout,
-                                    stderr=stderr, preexec_fn=self._enter)
+            return subprocess.Popen(
+                list(argv),
+                env=full_env,
+                cwd=cwd or "/",
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                preexec_fn=self._enter,
+            )
         except FileNotFoundError:
             # Same contract as a shell on a board: a missing command is exit status 127, not an exception.
-            return subprocess.Popen(["sh", "-c", 'echo "$0: not found" >&2; exit 127', argv[0]],
-                                    stdout=stdout, stderr=stderr, stdin=stdin, preexec_fn=self._enter)
+            return subprocess.Popen(
+                ["sh", "-c", 'echo "$0: not found" >&2; exit 127', argv[0]],
+                stdout=stdout,
+                stderr=stderr,
+                stdin=stdin,
+                preexec_fn=self._enter,
+            )
 
     def put(self, local: Path, remote: str, mode: int | None = None) -> None:
         Path(remote).parent.mkdir(parents=True, exist_ok=True)

@@ -53,8 +53,12 @@ def _setup(cfg: dict[str, object]) -> str:
     os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
     os.makedirs(os.path.join(dev, "shm"))
     _mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", os.path.join(dev, "shm"))
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(target, os.path.join(dev, name))
     _mount("-t", "tmpfs", "-o", "mode=755,nosuid,nodev", "tmpfs", os.path.join(root, "run"))
     if cfg.get("tmp_noexec"):

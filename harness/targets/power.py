@@ -27,19 +27,26 @@ class PowerDriver:
 
     def _run(self, what: str, argv: list[str]) -> None:
         if self.cfg.driver == "none":
-            raise TargetError(f"{self.board}: no power control configured (power.driver is 'none'); cannot {what}")
+            raise TargetError(
+                f"{self.board}: no power control configured (power.driver is 'none'); cannot {what}"
+            )
         if not argv:
             return
         try:
-            res = subprocess.run(argv, capture_output=True, text=True, timeout=POWER_CMD_TIMEOUT_S, check=False)
+            res = subprocess.run(
+                argv, capture_output=True, text=True, timeout=POWER_CMD_TIMEOUT_S, check=False
+            )
         except FileNotFoundError:
             raise TargetError(f"{self.board}: power command {argv[0]!r} ({what}) not found") from None
         except subprocess.TimeoutExpired:
-            raise TargetError(f"{self.board}: power command {argv!r} ({what}) did not finish in "
-                              f"{POWER_CMD_TIMEOUT_S:g} s") from None
+            raise TargetError(
+                f"{self.board}: power command {argv!r} ({what}) did not finish in {POWER_CMD_TIMEOUT_S:g} s"
+            ) from None
         if res.returncode != 0:
-            raise TargetError(f"{self.board}: power command {argv!r} ({what}) failed with exit "
-                              f"{res.returncode}: {res.stderr.strip()}")
+            raise TargetError(
+                f"{self.board}: power command {argv!r} ({what}) failed with exit "
+                f"{res.returncode}: {res.stderr.strip()}"
+            )
 
     def on(self) -> None:
         self._run("switch on", self.cfg.cmd_on)

@@ -49,7 +49,9 @@ def live_targets() -> list[QemuUserTarget]:
 class QemuUserTarget(Target):
     """A board emulated by chroot + qemu-user (or a native chroot when the architecture is the host's)."""
 
-    def __init__(self, profile: DeviceProfile, *, rootfs: Path | None = None, instance: str | None = None) -> None:
+    def __init__(
+        self, profile: DeviceProfile, *, rootfs: Path | None = None, instance: str | None = None
+    ) -> None:
         if profile.userland is None:
             raise TargetError(f"profile {profile.name}: a qemu-user target needs a userland")
         self.profile = profile
@@ -91,9 +93,20 @@ class QemuUserTarget(Target):
         with self.disk_image.open("wb") as fh:
             fh.truncate(self.profile.resources.disk_mb * 1024 * 1024)
         res = subprocess.run(
-            ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1",
-             str(self.disk_image)],
-            capture_output=True, text=True, timeout=120, check=False,
+            [
+                "mkfs.ext4",
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-E",
+                "lazy_itable_init=1,lazy_journal_init=1",
+                str(self.disk_image),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         if res.returncode != 0:
             raise InfraError(f"mkfs.ext4 {self.disk_image} failed: {res.stderr.strip()}")
@@ -120,11 +133,27 @@ class QemuUserTarget(Target):
         }
         if self.disk_image is None:
             (self.workdir / "mnt" / "disk").mkdir(parents=True, exist_ok=True)
-        argv = ["unshare", "--pid", "--mount", "--fork", "--propagation", "private", "--",
-                sys.executable, "-I", str(Path(__file__).with_name("nsinit.py")), json.dumps(cfg)]
+        argv = [
+            "unshare",
+            "--pid",
+            "--mount",
+            "--fork",
+            "--propagation",
+            "private",
+            "--",
+            sys.executable,
+            "-I",
+            str(Path(__file__).with_name("nsinit.py")),
+            json.dumps(cfg),
+        ]
         self._init = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=self.boot_log.open("ab"), stdin=subprocess.DEVNULL,
-            pass_fds=(read_end,), preexec_fn=self._enter_cgroup, cwd="/",
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=self.boot_log.open("ab"),
+            stdin=subprocess.DEVNULL,
+            pass_fds=(read_end,),
+            preexec_fn=self._enter_cgroup,
+            cwd="/",
         )
         os.close(read_end)
         self._lifeline = write_end
@@ -174,7 +203,7 @@ class QemuUserTarget(Target):
             raise UserlandMismatch(
                 f"{self.profile.source}: the {u.architecture} userland (built for "
                 f"{DEBIAN_ARCH_BASELINE.get(u.architecture, u.architecture)}) cannot run on the emulated CPU "
-                f"{self.profile.emulation.cpu or 'default'} ({self.profile.arch}): the first command died with "
+                f"{self.profile.emulation.cpu or 'default'} ({self.profile.arch}): its first command died with "
                 f"SIGILL (Illegal instruction). Pair arch {self.profile.arch} with a userland built for it "
                 f"(for armv6l: Debian armel)."
             )
@@ -236,8 +265,13 @@ class QemuUserTarget(Target):
             return
         deadline = time.monotonic() + timeout
         while True:
-            res = subprocess.run(["losetup", "-j", str(self.disk_image)], capture_output=True, text=True,
-                                 timeout=10, check=False)
+            res = subprocess.run(
+                ["losetup", "-j", str(self.disk_image)],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
             if not res.stdout.strip():
                 return
             if time.monotonic() > deadline:
@@ -266,10 +300,24 @@ class QemuUserTarget(Target):
             raise TargetError(f"{self.name}: target is powered off")
         if not argv:
             raise TargetError("empty command")
-        full = ["nsenter", f"--target={self._init_pid}", "--mount", "--pid", "--root",
-                f"--wdns={cwd or '/'}", "--", *argv]
-        return subprocess.Popen(full, env=self.target_env(env), stdin=stdin, stdout=stdout, stderr=stderr,
-                                preexec_fn=self._enter_cgroup)
+        full = [
+            "nsenter",
+            f"--target={self._init_pid}",
+            "--mount",
+            "--pid",
+            "--root",
+            f"--wdns={cwd or '/'}",
+            "--",
+            *argv,
+        ]
+        return subprocess.Popen(
+            full,
+            env=self.target_env(env),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            preexec_fn=self._enter_cgroup,
+        )
 
     # -- files ------------------------------------------------------------------------------------
     def _host_path(self, remote: str, follow_last: bool = True) -> Path:

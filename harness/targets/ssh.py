@@ -39,17 +39,41 @@ class SshTarget(Target):
 
     def ssh_argv(self) -> list[str]:
         c = self.cfg
-        argv = ["ssh", "-p", str(c.port), "-o", "BatchMode=yes",
-                "-o", f"ConnectTimeout={int(c.connect_timeout_s)}",
-                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
-                "-o", "ControlMaster=auto", "-o", f"ControlPath={self._ctl_dir}/cm",
-                "-o", "ControlPersist=120", "-o", "LogLevel=ERROR"]
+        argv = [
+            "ssh",
+            "-p",
+            str(c.port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={int(c.connect_timeout_s)}",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self._ctl_dir}/cm",
+            "-o",
+            "ControlPersist=120",
+            "-o",
+            "LogLevel=ERROR",
+        ]
         if c.known_hosts:
-            argv += ["-o", f"UserKnownHostsFile={os.path.expanduser(c.known_hosts)}",
-                     "-o", "StrictHostKeyChecking=yes"]
+            argv += [
+                "-o",
+                f"UserKnownHostsFile={os.path.expanduser(c.known_hosts)}",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ]
         else:
-            argv += ["-o", f"UserKnownHostsFile={self._ctl_dir}/known_hosts",
-                     "-o", "StrictHostKeyChecking=accept-new"]
+            argv += [
+                "-o",
+                f"UserKnownHostsFile={self._ctl_dir}/known_hosts",
+                "-o",
+                "StrictHostKeyChecking=accept-new",
+            ]
         if c.key_file:
             argv += ["-i", os.path.expanduser(c.key_file), "-o", "IdentitiesOnly=yes"]
         for opt in c.options:
@@ -78,19 +102,30 @@ class SshTarget(Target):
         deadline = time.monotonic() + self.profile.power.boot_timeout_s
         last = ""
         while time.monotonic() < deadline:
-            res = subprocess.run([*self.ssh_argv(), "--", "true"], capture_output=True, text=True,
-                                 timeout=self.cfg.connect_timeout_s + 10, check=False)
+            res = subprocess.run(
+                [*self.ssh_argv(), "--", "true"],
+                capture_output=True,
+                text=True,
+                timeout=self.cfg.connect_timeout_s + 10,
+                check=False,
+            )
             if res.returncode == 0:
                 self._on = True
                 return
             last = res.stderr.strip()
             time.sleep(1.0)
-        raise TargetError(f"{self.name}: no SSH answer from {self.cfg.host}:{self.cfg.port} within "
-                          f"{self.profile.power.boot_timeout_s:g} s: {last}")
+        raise TargetError(
+            f"{self.name}: no SSH answer from {self.cfg.host}:{self.cfg.port} within "
+            f"{self.profile.power.boot_timeout_s:g} s: {last}"
+        )
 
     def _close_master(self) -> None:
-        subprocess.run([*self.ssh_argv()[:-1], "-O", "exit", self.ssh_argv()[-1]], capture_output=True,
-                       timeout=15, check=False)
+        subprocess.run(
+            [*self.ssh_argv()[:-1], "-O", "exit", self.ssh_argv()[-1]],
+            capture_output=True,
+            timeout=15,
+            check=False,
+        )
 
     def power_off(self) -> None:
         if self._on:

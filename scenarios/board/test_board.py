@@ -1,7 +1,7 @@
 """Board suite: every row of the board requirements table, on each ``--profile`` target.
 
 A row that applies and fails fails the test with its message; an informative row (a host fact seen through
-qemu-user) that fails is reported as failed-informative (xfail), so it is visible without deciding the verdict.
+qemu-user) that fails is reported as failed-informative (xfail): visible, but not deciding the verdict.
 A userland that cannot run on the board's CPU at all fails the ``arch`` row with the diagnosis; the other
 rows then report ``error`` (they could not run), never a pass.
 """
@@ -24,8 +24,13 @@ class CheckCouldNotRun(Exception):
 
 
 @pytest.mark.parametrize("check_id", list(CHECKS))
-def test_board(check_id: str, profile: DeviceProfile, target_pool: TargetPool,
-               record_result: Callable[[TestRecord], None], request: pytest.FixtureRequest) -> None:
+def test_board(
+    check_id: str,
+    profile: DeviceProfile,
+    target_pool: TargetPool,
+    record_result: Callable[[TestRecord], None],
+    request: pytest.FixtureRequest,
+) -> None:
     request.node.user_properties.append(("harness_test_id", check_id))
     got = target_pool.try_get(profile.name)
     check = CHECKS[check_id]
@@ -34,8 +39,14 @@ def test_board(check_id: str, profile: DeviceProfile, target_pool: TargetPool,
     elif isinstance(got, UserlandMismatch):
         status = "failed" if check_id == "arch" else "error"
         msg = str(got) if check_id == "arch" else f"the target cannot run commands: {got}"
-        result = CheckResult(check_id, status, msg, evidence=str(got), requirement=check.row.requirement(profile),
-                             source=check.row.source(profile))
+        result = CheckResult(
+            check_id,
+            status,
+            msg,
+            evidence=str(got),
+            requirement=check.row.requirement(profile),
+            source=check.row.source(profile),
+        )
     else:
         target = target_pool.get(profile.name, request.node)
         result = run_check(check_id, target, profile)

@@ -18,7 +18,12 @@ from harness.checks import system as system_checks
 from harness.profiles import DeviceProfile, find_profile, load_profile_file
 from harness.targets.qemu_user import QemuUserTarget
 
-pytestmark = [pytest.mark.qemu, pytest.mark.skipif(os.geteuid() != 0, reason="qemu-user targets need root")]
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.skipif(os.geteuid() != 0, reason="qemu-user targets need root"),
+    # One xdist worker runs them all, so each profile's target is booted and checked once (board_results).
+    pytest.mark.xdist_group("board-checks-on-targets"),
+]
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "profiles"
 #: Seeded-defect profile -> the one check it must fail.

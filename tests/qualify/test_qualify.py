@@ -18,8 +18,13 @@ FIXTURES = REPO / "fixtures" / "profiles"
 
 
 def qualify(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", "qualify", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", "qualify", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 def results(report: Path) -> dict[str, object]:
@@ -57,7 +62,9 @@ def test_board_suite_passes_on_native_and_writes_all_three_files(tmp_path: Path)
 
 @pytest.mark.qemu
 def test_failed_requirement_exits_1(tmp_path: Path) -> None:
-    res = qualify("--profile", str(FIXTURES / "tiny-x86_64.yaml"), "--suite", "board", "--report-dir", str(tmp_path))
+    res = qualify(
+        "--profile", str(FIXTURES / "tiny-x86_64.yaml"), "--suite", "board", "--report-dir", str(tmp_path)
+    )
     assert res.returncode == 1, res.stdout[-3000:]
     failed = {t["id"] for t in results(tmp_path)["tests"] if t["outcome"] == "failed"}  # type: ignore[attr-defined]
     assert failed == {"board.disk"}  # 128 MB disk, V2 needs 256 MB
@@ -65,8 +72,14 @@ def test_failed_requirement_exits_1(tmp_path: Path) -> None:
 
 @pytest.mark.qemu
 def test_armhf_userland_on_armv6_fails_the_arch_row(tmp_path: Path) -> None:
-    res = qualify("--profile", str(FIXTURES / "qemu-armv6l-armhf.yaml"), "--suite", "board",
-                  "--report-dir", str(tmp_path))
+    res = qualify(
+        "--profile",
+        str(FIXTURES / "qemu-armv6l-armhf.yaml"),
+        "--suite",
+        "board",
+        "--report-dir",
+        str(tmp_path),
+    )
     assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-2000:]
     rows = {t["id"]: t for t in results(tmp_path)["tests"]}  # type: ignore[attr-defined]
     assert rows["board.arch"]["outcome"] == "failed"
@@ -79,13 +92,15 @@ def test_unreachable_board_exits_3_with_a_report(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     prof = tmp_path / "gone-board.yaml"
-    prof.write_text(textwrap.dedent(f"""\
+    prof.write_text(
+        textwrap.dedent(f"""\
         name: gone-board
         arch: aarch64
         transport: ssh
         ssh: {{host: 127.0.0.1, port: {port}, connect_timeout_s: 1}}
         power: {{driver: none, boot_timeout_s: 2}}
-        """))
+        """)
+    )
     res = qualify("--profile", str(prof), "--suite", "board", "--report-dir", str(tmp_path / "r"))
     assert res.returncode == 3, res.stdout[-2000:] + res.stderr[-2000:]
     rows = results(tmp_path / "r")["tests"]
@@ -96,7 +111,8 @@ def test_unreachable_board_exits_3_with_a_report(tmp_path: Path) -> None:
 def test_interrupted_session_leaves_a_partial_report(tmp_path: Path) -> None:
     """Ctrl-C in the middle of a suite: the report written so far says partial and still renders."""
     suite = tmp_path / "test_slow.py"
-    suite.write_text(textwrap.dedent("""\
+    suite.write_text(
+        textwrap.dedent("""\
         import time
         def test_first():
             pass
@@ -105,10 +121,25 @@ def test_interrupted_session_leaves_a_partial_report(tmp_path: Path) -> None:
             time.sleep(60)
         def test_third():
             pass
-        """))
+        """)
+    )
     report = tmp_path / "report"
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "-s",
-                             "--report-dir", str(report)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(suite),
+            "-p",
+            "no:cacheprovider",
+            "-s",
+            "--report-dir",
+            str(report),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.stdout is not None
     deadline = time.monotonic() + 60
     for line in proc.stdout:

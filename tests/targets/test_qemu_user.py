@@ -16,8 +16,12 @@ from harness.targets.qemu_user import QemuUserTarget
 
 pytestmark = pytest.mark.qemu
 EMULATED = ["qemu-armv6l", "qemu-armv7l", "qemu-aarch64", "native-x86_64"]
-EXPECTED_MACHINE = {"qemu-armv6l": "armv6l", "qemu-armv7l": "armv7l", "qemu-aarch64": "aarch64",
-                    "native-x86_64": "x86_64"}
+EXPECTED_MACHINE = {
+    "qemu-armv6l": "armv6l",
+    "qemu-armv7l": "armv7l",
+    "qemu-aarch64": "aarch64",
+    "native-x86_64": "x86_64",
+}
 #: ELF e_machine of each profile's python3 (ARM=40, AArch64=183, x86-64=62): proves it is the userland's own.
 EXPECTED_ELF = {"qemu-armv6l": 40, "qemu-armv7l": 40, "qemu-aarch64": 183, "native-x86_64": 62}
 
@@ -25,8 +29,9 @@ Make = Callable[[str], QemuUserTarget]
 
 
 def harness(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("name", EMULATED)
@@ -40,8 +45,10 @@ def test_exec_uname_reports_profile_machine(name: str) -> None:
 def test_python3_is_the_userlands_own(name: str, make_target: Make) -> None:
     t = make_target(name)
     t.power_on()
-    code = ("import sys, platform; d = open(sys.executable, 'rb').read(20); "
-            "print(platform.machine(), int.from_bytes(d[18:20], 'little'))")
+    code = (
+        "import sys, platform; d = open(sys.executable, 'rb').read(20); "
+        "print(platform.machine(), int.from_bytes(d[18:20], 'little'))"
+    )
     res = t.run(["python3", "-c", code], timeout=120)
     assert res.ok, res.evidence()
     machine, elf = res.stdout.split()
@@ -167,8 +174,9 @@ def test_commands_on_a_powered_off_target_fail_clearly(make_target: Make) -> Non
 
 
 def _spawn(code: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ))
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
 
 
 def test_target_dies_with_a_killed_harness() -> None:
@@ -199,9 +207,23 @@ def test_target_dies_with_a_killed_harness() -> None:
 
 
 def test_ctrl_c_on_exec_cleans_up() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "exec", "--profile", "native-x86_64", "--",
-                             "sh", "-c", "echo started; exec sleep 1000"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "exec",
+            "--profile",
+            "native-x86_64",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 1000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
     proc.send_signal(2)

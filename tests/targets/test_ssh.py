@@ -40,8 +40,11 @@ def _free_port() -> int:
 @pytest.fixture
 def board(tmp_path: Path) -> Iterator[SshTarget]:
     for name in ("hostkey", "id"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True,
-                       timeout=30)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)],
+            check=True,
+            timeout=30,
+        )
     shutil.copy(tmp_path / "id.pub", tmp_path / "authorized_keys")
     port = _free_port()
     cfg = tmp_path / "sshd_config"
@@ -53,16 +56,35 @@ def board(tmp_path: Path) -> Iterator[SshTarget]:
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
     pidfile = tmp_path / "power.pid"
-    on = ["sh", "-c", f"setsid unshare --pid --fork --kill-child /usr/sbin/sshd -D -e -f {cfg} "
-                      f"> {tmp_path}/sshd.log 2>&1 < /dev/null & echo $! > {pidfile}"]
+    on = [
+        "sh",
+        "-c",
+        f"setsid unshare --pid --fork --kill-child /usr/sbin/sshd -D -e -f {cfg} "
+        f"> {tmp_path}/sshd.log 2>&1 < /dev/null & echo $! > {pidfile}",
+    ]
     cut = ["sh", "-c", f"kill -KILL $(cat {pidfile})"]
     off = ["sh", "-c", f"kill -TERM $(cat {pidfile})"]
-    profile = DeviceProfile.model_validate({
-        "name": "loopback-ssh", "arch": platform.machine(), "transport": "ssh",
-        "ssh": {"host": "127.0.0.1", "port": port, "user": "root", "key_file": str(tmp_path / "id"),
-                "options": ["ConnectTimeout=5"]},
-        "power": {"driver": "command", "cmd_on": on, "cmd_off": off, "cmd_cut": cut, "boot_timeout_s": 30},
-    })
+    profile = DeviceProfile.model_validate(
+        {
+            "name": "loopback-ssh",
+            "arch": platform.machine(),
+            "transport": "ssh",
+            "ssh": {
+                "host": "127.0.0.1",
+                "port": port,
+                "user": "root",
+                "key_file": str(tmp_path / "id"),
+                "options": ["ConnectTimeout=5"],
+            },
+            "power": {
+                "driver": "command",
+                "cmd_on": on,
+                "cmd_off": off,
+                "cmd_cut": cut,
+                "boot_timeout_s": 30,
+            },
+        }
+    )
     target = SshTarget(profile)
     try:
         yield target
@@ -78,7 +100,9 @@ def test_runs_argv_exactly(board: SshTarget) -> None:
     tricky = ["a b", "c'd", "$HOME", "*", '"q"', "x;y"]
     res = board.run(["printf", "%s|", *tricky])
     assert res.stdout == "|".join(tricky) + "|"
-    res = board.run(["sh", "-c", 'echo "$GREETING from $(pwd)"; exit 3'], env={"GREETING": "hi there"}, cwd="/tmp")
+    res = board.run(
+        ["sh", "-c", 'echo "$GREETING from $(pwd)"; exit 3'], env={"GREETING": "hi there"}, cwd="/tmp"
+    )
     assert res.stdout == "hi there from /tmp\n" and res.exit_status == 3
 
 
@@ -97,8 +121,7 @@ def test_power_cut_kills_sessions_and_power_on_recovers(board: SshTarget, tmp_pa
     board.power_on()
     token = f"{time.time() % 1000:.6f}"  # a unique duration identifies the process from the host
     board.run(["sh", "-c", f"setsid sleep 1{token} > /dev/null 2>&1 < /dev/null &"], timeout=30)
-    pids = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
-            and _cmdline(p) == f"sleep 1{token}"]
+    pids = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == f"sleep 1{token}"]
     assert len(pids) == 1
     pid = pids[0]
     board.power_cut()
@@ -113,11 +136,15 @@ def test_power_cut_kills_sessions_and_power_on_recovers(board: SshTarget, tmp_pa
 
 
 def test_unreachable_board_times_out_clearly(tmp_path: Path) -> None:
-    profile = DeviceProfile.model_validate({
-        "name": "nobody", "arch": "aarch64", "transport": "ssh",
-        "ssh": {"host": "127.0.0.1", "port": _free_port(), "connect_timeout_s": 2},
-        "power": {"driver": "none", "boot_timeout_s": 3},
-    })
+    profile = DeviceProfile.model_validate(
+        {
+            "name": "nobody",
+            "arch": "aarch64",
+            "transport": "ssh",
+            "ssh": {"host": "127.0.0.1", "port": _free_port(), "connect_timeout_s": 2},
+            "power": {"driver": "none", "boot_timeout_s": 3},
+        }
+    )
     target = SshTarget(profile)
     try:
         with pytest.raises(TargetError, match="no SSH answer"):

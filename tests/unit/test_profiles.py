@@ -111,20 +111,28 @@ def test_cli_reports_malformed_profile_without_traceback(tmp_path: Path) -> None
     d = _base()
     d["arch"] = "sparc"
     path = _write(tmp_path, d)
-    res = subprocess.run([sys.executable, "-m", "harness.cli", "exec", "--profile", str(path), "--", "true"],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "exec", "--profile", str(path), "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert str(path) in res.stderr and "field 'arch'" in res.stderr and "'armv6l'" in res.stderr
 
 
 def test_unknown_profile_lists_known_ones() -> None:
-    with pytest.raises(InputError, match="known profiles: .*qemu-armv6l"):
+    with pytest.raises(InputError, match=r"known profiles: .*qemu-armv6l"):
         find_profile("no-such-board")
 
 
 def test_cli_schema_prints_json() -> None:
-    res = subprocess.run([sys.executable, "-m", "harness.cli", "profiles", "--schema"],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "profiles", "--schema"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0
     assert "DeviceProfile" in json.loads(res.stdout)["title"]

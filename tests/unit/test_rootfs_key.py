@@ -22,7 +22,7 @@ def test_key_depends_on_content_only() -> None:
 
 
 def test_customized_spec_derives_from_base() -> None:
-    spec = RootfsSpec("bookworm", "amd64", customize=("rm -f \"$1\"/bin/bash",))
+    spec = RootfsSpec("bookworm", "amd64", customize=('rm -f "$1"/bin/bash',))
     assert spec.base.customize == ()
     assert spec.base.key != spec.key
 
