@@ -20,6 +20,9 @@ from harness.pytest_report import attach_profile, attach_record
 from harness.records import TestRecord
 from harness.targets.base import Target
 
+#: Core and cloud fixtures live in their own module (harness.pytest_core) and come with this plugin.
+pytest_plugins = ["harness.pytest_core"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "Greengrass conformance harness")
@@ -187,6 +190,10 @@ def _profile_properties(profile: DeviceProfile, target: Target) -> dict[str, Any
 @pytest.fixture(autouse=True)
 def _harness_profile_property(request: pytest.FixtureRequest) -> None:
     """Name the profile of every parametrized test in its report row."""
+    marker = request.node.get_closest_marker("requirement")
+    if marker is not None:
+        request.node.user_properties.append(("harness_requirement", str(marker.args[0]) if marker.args else ""))
+        request.node.user_properties.append(("harness_source", str(marker.kwargs.get("source", ""))))
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and "profile_name" in callspec.params:
         given = str(callspec.params["profile_name"])

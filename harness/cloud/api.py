@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from harness.cloud.ca import CertificateAuthority, CertInfo, KeyType, cert_to_pem, check_key_type, key_to_pem
 from harness.cloud.context import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, CloudContext, Deployer
 from harness.cloud.credentials import CredentialFactory
@@ -28,7 +30,7 @@ from harness.cloud.files import make_private_dir, write_atomic, write_private
 from harness.cloud.layout import StateLayout, default_state_dir
 from harness.cloud.policy import DeviceGroupPolicy
 from harness.cloud.provisioning import Provisioner
-from harness.cloud.registry import CERT_STATUSES, CertStatus, ConnectivityInfo, Registry, TaskRow
+from harness.cloud.registry import CERT_STATUSES, CertStatus, ConnectivityInfo, CoreRow, Registry, TaskRow
 from harness.cloud.task_requests import (
     TaskRequest,
     parse_connectivity,
@@ -238,8 +240,6 @@ class Cloud:
                 when = dt.datetime.fromisoformat((row.revoked_at or row.updated_at).replace("Z", "+00:00"))
                 revoked.append((int(row.serial, 16), when))
         crl = self.ctx.root_ca.crl(revoked)
-        from cryptography.hazmat.primitives.serialization import Encoding
-
         write_atomic(self.layout.crl, crl.public_bytes(Encoding.PEM))
         return self.layout.crl
 
@@ -248,7 +248,7 @@ class Cloud:
     def thing_arn(self, name: str) -> str:
         return self.ctx.thing_arn(name)
 
-    def _core_row(self, name: str) -> Any:
+    def _core_row(self, name: str) -> CoreRow:
         row = self.registry.core(name)
         if row is None:
             fail(None, "core", f"no core named {name!r}", [c.name for c in self.registry.cores()][:20])
@@ -708,6 +708,7 @@ class Cloud:
         for parent in (self.layout.things_dir, self.layout.cores_dir, self.layout.ca_dir):
             if parent.is_dir():
                 report.orphans.extend(p for p in parent.rglob(".*.tmp"))
+        report.orphans = list(dict.fromkeys(report.orphans))
         return report
 
     def repair(self) -> ConsistencyReport:

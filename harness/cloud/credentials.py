@@ -149,7 +149,7 @@ class _WorkerProcess:
         result: list[Credentials] = value
         return result
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 1.0) -> None:
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()

@@ -136,6 +136,10 @@ class TaskRunner:
             if thread.is_alive():
                 raise InfraError(f"task runner did not stop within {timeout:g} s")
         self._thread = None
+        with self._lock:  # what was queued stays stored; resume() queues it again
+            self._queued.clear()
+            while not self._queue.empty():
+                self._queue.get_nowait()
 
     def idle(self) -> bool:
         with self._lock:

@@ -28,7 +28,9 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     """One core with two connectivity entries and DEVICES client devices (dev-0000...), plus a lone device."""
     c = Cloud(tmp_path_factory.mktemp("cloud") / "state", workers=1)
     try:
-        c.provision_core(CORE, ["127.0.0.1:8883", {"HostAddress": "localhost", "PortNumber": 8884, "Id": "second"}])
+        c.provision_core(
+            CORE, ["127.0.0.1:8883", {"HostAddress": "localhost", "PortNumber": 8884, "Id": "second"}]
+        )
         task = c.provision_devices(CORE, DEVICES, "dev-")
         assert task["taskStatus"] == "Success", task
         yield c

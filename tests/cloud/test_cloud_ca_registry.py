@@ -1,4 +1,4 @@
-"""Certificates (EC/RSA, server SANs, CRL) and the registry's storage guarantees (WAL, atomic transactions)."""
+"""Certificates (EC/RSA, server SANs, CRL) and the registry's guarantees (WAL, atomic transactions)."""
 
 from __future__ import annotations
 
@@ -25,20 +25,31 @@ def test_ca_persists_with_private_key_0600(tmp_path: Path) -> None:
     assert first.cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
 
-@pytest.mark.parametrize(("key_type", "key_class"), [("ec", ec.EllipticCurvePublicKey), ("rsa", rsa.RSAPublicKey)])
+@pytest.mark.parametrize(
+    ("key_type", "key_class"), [("ec", ec.EllipticCurvePublicKey), ("rsa", rsa.RSAPublicKey)]
+)
 def test_device_and_server_certificates(key_type: str, key_class: type) -> None:
     ca = CertificateAuthority.create("ca")
-    _, device = ca.issue_key_and_cert(CertInfo("dev-1", country="US").subject(), key_type=check_key_type(key_type),
-                                      days=30, usage="client")
+    _, device = ca.issue_key_and_cert(
+        CertInfo("dev-1", country="US").subject(), key_type=check_key_type(key_type), days=30, usage="client"
+    )
     assert isinstance(device.public_key(), key_class)
     device.verify_directly_issued_by(ca.cert)
     if key_type == "rsa":
         assert device.public_key().key_size == 2048  # type: ignore[union-attr]
-    _, server = ca.issue_key_and_cert(CertInfo("broker").subject(), key_type="ec", days=7, usage="server",
-                                      sans=["localhost", "127.0.0.1", "::1"])
+    _, server = ca.issue_key_and_cert(
+        CertInfo("broker").subject(),
+        key_type="ec",
+        days=7,
+        usage="server",
+        sans=["localhost", "127.0.0.1", "::1"],
+    )
     san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["localhost"]
-    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+    ]
     assert len(certificate_id(server)) == 64
     with pytest.raises(InputError, match="allowed values: ec, rsa"):
         check_key_type("dsa")

@@ -37,10 +37,37 @@ def _run(state: Path, *argv: str) -> int:
 
 def test_provision_export_revoke_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state = tmp_path / "state"
-    assert _run(state, "provision", "core", "Core", "--connectivity", "127.0.0.1:8883",
-                "--connectivity", "localhost:8884") == 0
-    assert _run(state, "provision", "devices", "--core", "Core", "--count", "3", "--prefix", "d-",
-                "--key-type", "rsa", "--workers", "1") == 0
+    assert (
+        _run(
+            state,
+            "provision",
+            "core",
+            "Core",
+            "--connectivity",
+            "127.0.0.1:8883",
+            "--connectivity",
+            "localhost:8884",
+        )
+        == 0
+    )
+    assert (
+        _run(
+            state,
+            "provision",
+            "devices",
+            "--core",
+            "Core",
+            "--count",
+            "3",
+            "--prefix",
+            "d-",
+            "--key-type",
+            "rsa",
+            "--workers",
+            "1",
+        )
+        == 0
+    )
     assert "3 succeeded, 0 failed of 3" in capsys.readouterr().out
     out = tmp_path / "export"
     assert _run(state, "cloud", "export-device", "d-0001", "--out", str(out)) == 0
@@ -50,7 +77,9 @@ def test_provision_export_revoke_check(tmp_path: Path, capsys: pytest.CaptureFix
     ctx.load_cert_chain(out / "cert.pem", out / "key.pem")  # the pair matches
     assert _run(state, "cloud", "revoke", "d-0001") == 0
     assert _run(state, "cloud", "issue-server-cert", "Core", "--days", "2") == 0
-    assert _run(state, "provision", "template", "add", str(FIXTURES / "client-device-own-certificate.json")) == 0
+    assert (
+        _run(state, "provision", "template", "add", str(FIXTURES / "client-device-own-certificate.json")) == 0
+    )
     assert _run(state, "provision", "component-template", "add", "cli", "aws.greengrass.Cli=2.5.0") == 0
     assert _run(state, "provision", "deploy", "cli@1", "--core", "Core") == 0
     assert _run(state, "cloud", "client-policy", "Core", str(FIXTURES / "client-device-policy.json")) == 0
@@ -72,16 +101,35 @@ def test_errors_are_input_errors(tmp_path: Path) -> None:
 
 
 def test_standalone_main_exit_status(tmp_path: Path) -> None:
-    assert cli.main(["--state", str(tmp_path / "s"), "cloud", "export-device", "ghost", "--out", str(tmp_path)]) == 2
+    assert (
+        cli.main(["--state", str(tmp_path / "s"), "cloud", "export-device", "ghost", "--out", str(tmp_path)])
+        == 2
+    )
 
 
 def test_serve_until_sigterm(tmp_path: Path) -> None:
     state, port_file = tmp_path / "state", tmp_path / "port"
     assert cli.main(["--state", str(state), "provision", "core", "Core"]) == 0
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cloud.cli", "--state", str(state), "cloud", "serve",
-                             "--port", "0", "--port-file", str(port_file)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cloud.cli",
+            "--state",
+            str(state),
+            "cloud",
+            "serve",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while not port_file.exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -16,10 +16,15 @@ def test_template_versions_deployments_and_fleet_summary(cloud: Cloud) -> None:
     for name in ("c1", "c2", "c3"):
         cloud.provision_core(name)
     v1 = cloud.create_component_template(FIXTURES / "component-template.json")
-    assert (v1["name"], v1["version"], v1["components"]) == ("base-cli", 1, [{"key": "aws.greengrass.Cli",
-                                                                               "version": "2.5.0"}])
+    assert (v1["name"], v1["version"], v1["components"]) == (
+        "base-cli",
+        1,
+        [{"key": "aws.greengrass.Cli", "version": "2.5.0"}],
+    )
     v2 = cloud.create_component_template("base-cli", [{"key": "aws.greengrass.Cli", "version": "2.6.0"}])
-    assert v2["version"] == 2 and cloud.component_template("base-cli", 1)["components"][0]["version"] == "2.5.0"
+    assert (
+        v2["version"] == 2 and cloud.component_template("base-cli", 1)["components"][0]["version"] == "2.5.0"
+    )
 
     task = cloud.deploy("base-cli", 1, cores=["c1", "c2", "c3"])
     assert task["taskStatus"] == "Success" and task["template"] == {"name": "base-cli", "version": 1}
@@ -28,10 +33,20 @@ def test_template_versions_deployments_and_fleet_summary(cloud: Cloud) -> None:
     cloud.report_deployment("c2", "base-cli", 1, "FAILED")
     summary = cloud.fleet_summary()["templates"]["base-cli"]
     assert summary["latestVersion"] == 2
-    assert summary["versions"]["1"] == {"desiredInUse": 3, "reportedInUse": 1, "lastDeploymentSuccess": 1,
-                                        "lastDeploymentFailed": 1, "lastDeploymentInProgress": 1}
-    assert summary["versions"]["2"] == {"desiredInUse": 0, "reportedInUse": 0, "lastDeploymentSuccess": 0,
-                                        "lastDeploymentFailed": 0, "lastDeploymentInProgress": 0}
+    assert summary["versions"]["1"] == {
+        "desiredInUse": 3,
+        "reportedInUse": 1,
+        "lastDeploymentSuccess": 1,
+        "lastDeploymentFailed": 1,
+        "lastDeploymentInProgress": 1,
+    }
+    assert summary["versions"]["2"] == {
+        "desiredInUse": 0,
+        "reportedInUse": 0,
+        "lastDeploymentSuccess": 0,
+        "lastDeploymentFailed": 0,
+        "lastDeploymentInProgress": 0,
+    }
     # c1 moves on to version 2 (latest when the version is omitted); its reported version stays 1 until done
     cloud.deploy("base-cli", cores=["c1"])
     summary = cloud.fleet_summary()["templates"]["base-cli"]["versions"]
@@ -39,8 +54,10 @@ def test_template_versions_deployments_and_fleet_summary(cloud: Cloud) -> None:
     assert (summary["2"]["desiredInUse"], summary["2"]["lastDeploymentInProgress"]) == (1, 1)
     cloud.report_deployment("c1", "base-cli", 2, "SUCCEEDED")
     core = cloud.core("c1")
-    assert core["template"] == {"desired": {"name": "base-cli", "version": 2},
-                                "reported": {"name": "base-cli", "version": 2, "deploymentStatus": "SUCCEEDED"}}
+    assert core["template"] == {
+        "desired": {"name": "base-cli", "version": 2},
+        "reported": {"name": "base-cli", "version": 2, "deploymentStatus": "SUCCEEDED"},
+    }
 
 
 def test_deployer_hook_and_deployment_task_file(tmp_path: Path) -> None:
@@ -65,9 +82,13 @@ def test_component_template_and_deployment_errors(cloud: Cloud) -> None:
     with pytest.raises(InputError, match=r"components\[0\]\.version: expected a semantic version"):
         cloud.create_component_template("t", [{"key": "a", "version": "latest"}])
     with pytest.raises(InputError, match=r"components\[1\]\.key: component 'a' is listed twice"):
-        cloud.create_component_template("t", [{"key": "a", "version": "1.0.0"}, {"key": "a", "version": "1.0.1"}])
+        cloud.create_component_template(
+            "t", [{"key": "a", "version": "1.0.0"}, {"key": "a", "version": "1.0.1"}]
+        )
     cloud.create_component_template("t", [{"key": "a", "version": "1.0.0"}])
-    with pytest.raises(InputError, match=r"template: no component template 't' version 5; allowed values: t@1"):
+    with pytest.raises(
+        InputError, match=r"template: no component template 't' version 5; allowed values: t@1"
+    ):
         cloud.deploy("t", 5, cores=["x"])
     with pytest.raises(InputError, match=r"targets\.thingNames\[0\]: 'x' is not a provisioned core"):
         cloud.deploy("t", cores=["x"])

@@ -1,4 +1,4 @@
-"""The discovery endpoint over real TLS on loopback: exact schema, 403, 404, revoked and foreign certificates."""
+"""The discovery endpoint over real TLS on loopback: schema, 403, 404, revoked and foreign certificates."""
 
 from __future__ import annotations
 
@@ -26,10 +26,13 @@ def _context(cloud: Cloud, cert: Path, key: Path, alpn: list[str] | None = None)
     return ctx
 
 
-def _get(cloud: Cloud, port: int, thing: str, as_thing: str, method: str = "GET") -> tuple[int, dict[str, object]]:
+def _get(
+    cloud: Cloud, port: int, thing: str, as_thing: str, method: str = "GET"
+) -> tuple[int, dict[str, object]]:
     files = cloud.device_files(as_thing)
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=_context(cloud, files.cert_path, files.key_path),
-                                       timeout=10)
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", port, context=_context(cloud, files.cert_path, files.key_path), timeout=10
+    )
     try:
         conn.request(method, f"/greengrass/discover/thing/{thing}")
         response = conn.getresponse()
@@ -45,7 +48,9 @@ def _raw_exchange(ctx: ssl.SSLContext, port: int, thing: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         try:
             with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.sendall(f"GET /greengrass/discover/thing/{thing} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                tls.sendall(
+                    f"GET /greengrass/discover/thing/{thing} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+                )
                 while True:
                     chunk = tls.recv(65536)
                     if not chunk:
@@ -73,23 +78,32 @@ def test_200_exact_schema(provisioned: Cloud, server) -> None:  # type: ignore[n
     status, body = _get(provisioned, server.port, "dev-0002", "dev-0002")
     assert status == 200
     assert body == {
-        "GGGroups": [{
-            "GGGroupId": f"greengrassV2-coreDevice-{CORE}",
-            "Cores": [{
-                "thingArn": f"arn:aws:iot:us-east-1:123456789012:thing/{CORE}",
-                "Connectivity": [
-                    {"Id": "127.0.0.1_8883", "HostAddress": "127.0.0.1", "PortNumber": 8883, "Metadata": ""},
-                    {"Id": "second", "HostAddress": "localhost", "PortNumber": 8884, "Metadata": ""},
+        "GGGroups": [
+            {
+                "GGGroupId": f"greengrassV2-coreDevice-{CORE}",
+                "Cores": [
+                    {
+                        "thingArn": f"arn:aws:iot:us-east-1:123456789012:thing/{CORE}",
+                        "Connectivity": [
+                            {
+                                "Id": "127.0.0.1_8883",
+                                "HostAddress": "127.0.0.1",
+                                "PortNumber": 8883,
+                                "Metadata": "",
+                            },
+                            {"Id": "second", "HostAddress": "localhost", "PortNumber": 8884, "Metadata": ""},
+                        ],
+                    }
                 ],
-            }],
-            "CAs": [provisioned.core_ca(CORE).pem],
-        }]
+                "CAs": [provisioned.core_ca(CORE).pem],
+            }
+        ]
     }
     assert body["GGGroups"][0]["CAs"][0].startswith("-----BEGIN CERTIFICATE-----\n")  # type: ignore[index]
 
 
 def test_403_for_another_thing(provisioned: Cloud, server) -> None:  # type: ignore[no-untyped-def]
-    status, body = _get(provisioned, server.port, "dev-0003", "dev-0002")
+    status, _body = _get(provisioned, server.port, "dev-0003", "dev-0002")
     assert status == 403
     status, _ = _get(provisioned, server.port, "no-such-thing", "dev-0002")
     assert status == 403
@@ -108,8 +122,9 @@ def test_404_for_a_thing_associated_with_no_core(provisioned: Cloud, server) -> 
 
 def test_other_paths_and_methods(provisioned: Cloud, server) -> None:  # type: ignore[no-untyped-def]
     files = provisioned.device_files("dev-0001")
-    conn = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=10,
-                                       context=_context(provisioned, files.cert_path, files.key_path))
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", server.port, timeout=10, context=_context(provisioned, files.cert_path, files.key_path)
+    )
     conn.request("GET", "/greengrass/other")
     assert conn.getresponse().status == 404
     conn.close()
@@ -119,8 +134,10 @@ def test_other_paths_and_methods(provisioned: Cloud, server) -> None:  # type: i
 def test_alpn_x_amzn_http_ca(provisioned: Cloud, server) -> None:  # type: ignore[no-untyped-def]
     files = provisioned.device_files("dev-0001")
     ctx = _context(provisioned, files.cert_path, files.key_path, alpn=["x-amzn-http-ca"])
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
         assert tls.selected_alpn_protocol() == "x-amzn-http-ca"
         tls.sendall(b"GET /greengrass/discover/thing/dev-0001 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         data = b""
@@ -144,20 +161,29 @@ def test_revoked_certificate_gets_no_answer(provisioned: Cloud, server) -> None:
     assert provisioned.write_crl().read_bytes().startswith(b"-----BEGIN X509 CRL-----")
 
 
-def test_foreign_ca_and_unregistered_certificates_get_no_answer(provisioned: Cloud, server,  # type: ignore[no-untyped-def]
-                                                                 tmp_path: Path) -> None:
+def test_foreign_ca_and_unregistered_certificates_get_no_answer(
+    provisioned: Cloud,
+    server,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     foreign = CertificateAuthority.create("someone else's CA")
-    key, cert = foreign.issue_key_and_cert(CertInfo("dev-0001").subject(), key_type="ec", days=1, usage="client")
+    key, cert = foreign.issue_key_and_cert(
+        CertInfo("dev-0001").subject(), key_type="ec", days=1, usage="client"
+    )
     (tmp_path / "f.pem").write_bytes(cert_to_pem(cert))
     (tmp_path / "f.key").write_bytes(key_to_pem(key))
     ctx = _context(provisioned, tmp_path / "f.pem", tmp_path / "f.key")
     assert _raw_exchange(ctx, server.port, "dev-0001") == b""
     # signed by the right CA but never registered (or deleted since): closed too
-    key, cert = provisioned.ctx.root_ca.issue_key_and_cert(CertInfo("dev-0001").subject(), key_type="ec", days=1,
-                                                           usage="client")
+    key, cert = provisioned.ctx.root_ca.issue_key_and_cert(
+        CertInfo("dev-0001").subject(), key_type="ec", days=1, usage="client"
+    )
     (tmp_path / "u.pem").write_bytes(cert_to_pem(cert))
     (tmp_path / "u.key").write_bytes(key_to_pem(key))
-    assert _raw_exchange(_context(provisioned, tmp_path / "u.pem", tmp_path / "u.key"), server.port, "dev-0001") == b""
+    assert (
+        _raw_exchange(_context(provisioned, tmp_path / "u.pem", tmp_path / "u.key"), server.port, "dev-0001")
+        == b""
+    )
     # and no client certificate at all fails the handshake
     bare = ssl.create_default_context(cafile=str(provisioned.root_ca_path))
     assert _raw_exchange(bare, server.port, "dev-0001") == b""

@@ -50,11 +50,19 @@ def test_sdk_client_sees_403_for_another_thing(provisioned: Cloud) -> None:
     with provisioned.discovery_server() as server:
         files = provisioned.device_files("dev-0001")
         event_loop_group = awscrt_io.EventLoopGroup(1)
-        bootstrap = awscrt_io.ClientBootstrap(event_loop_group, awscrt_io.DefaultHostResolver(event_loop_group))
-        opts = awscrt_io.TlsContextOptions.create_client_with_mtls_from_path(str(files.cert_path), str(files.key_path))
+        bootstrap = awscrt_io.ClientBootstrap(
+            event_loop_group, awscrt_io.DefaultHostResolver(event_loop_group)
+        )
+        opts = awscrt_io.TlsContextOptions.create_client_with_mtls_from_path(
+            str(files.cert_path), str(files.key_path)
+        )
         opts.override_default_trust_store_from_path(None, str(provisioned.root_ca_path))
         client = greengrass_discovery.DiscoveryClient(
-            bootstrap, awscrt_io.SocketOptions(), awscrt_io.ClientTlsContext(opts), "us-east-1", gg_server_name="localhost"
+            bootstrap,
+            awscrt_io.SocketOptions(),
+            awscrt_io.ClientTlsContext(opts),
+            "us-east-1",
+            gg_server_name="localhost",
         )
         client.port = server.port
         with pytest.raises(greengrass_discovery.DiscoveryException) as info:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -79,10 +80,19 @@ def test_per_item_failures_make_the_task_fail(cloud: Cloud) -> None:
 def test_device_brings_own_certificate(cloud: Cloud) -> None:
     cloud.provision_core("Core")
     cloud.put_provisioning_template(FIXTURES / "client-device-own-certificate.json", name="own-cert")
-    _, cert = cloud.ctx.root_ca.issue_key_and_cert(CertInfo("byo").subject(), key_type="ec", days=1, usage="client")
-    body = {"type": "Create", "devices": [{"name": "byo", "provisioningTemplate": "own-cert",
-                                           "provisioningParameters": {"CertificatePem": cert_to_pem(cert).decode(),
-                                                                      "Site": "field"}}]}
+    _, cert = cloud.ctx.root_ca.issue_key_and_cert(
+        CertInfo("byo").subject(), key_type="ec", days=1, usage="client"
+    )
+    body = {
+        "type": "Create",
+        "devices": [
+            {
+                "name": "byo",
+                "provisioningTemplate": "own-cert",
+                "provisioningParameters": {"CertificatePem": cert_to_pem(cert).decode(), "Site": "field"},
+            }
+        ],
+    }
     task = cloud.wait_task(cloud.submit_device_task("Core", body))
     assert task["taskStatus"] == "Success", task
     assert cloud.registry.groups_of("byo") == ["site-field"]
@@ -99,8 +109,10 @@ def test_delete_devices_and_cores(cloud: Cloud) -> None:
     assert not cloud.layout.thing_dir("d-0000").exists() and cloud.registry.thing("d-0000") is None
     assert cloud.devices("Core") == ["d-0002", "d-0003"]
     task = cloud.delete_core("Core", deprovision_core=True, deprovision_devices=True)
-    assert task["taskStatus"] == "Success" and task["options"] == {"deprovisionCores": True,
-                                                                   "deprovisionClientDevices": True}
+    assert task["taskStatus"] == "Success" and task["options"] == {
+        "deprovisionCores": True,
+        "deprovisionClientDevices": True,
+    }
     assert cloud.registry.count_things() == 0 and cloud.registry.certificates() == []
     assert not cloud.layout.core_dir("Core").exists()
     report = cloud.check()
@@ -111,21 +123,39 @@ def test_requests_are_validated_before_anything_is_stored(cloud: Cloud) -> None:
     cloud.provision_core("Core")
     devices = [{"name": f"v-{i}"} for i in range(5)]
     devices[3]["cdfProvisioningParameters"] = {"keyType": "dsa"}  # type: ignore[assignment]
-    with pytest.raises(InputError, match=r"devices\[3\]\.cdfProvisioningParameters\.keyType: unknown value 'dsa'; "
-                                         r"allowed values: ec, rsa"):
+    with pytest.raises(
+        InputError,
+        match=r"devices\[3\]\.cdfProvisioningParameters\.keyType: unknown value 'dsa'; "
+        r"allowed values: ec, rsa",
+    ):
         cloud.submit_device_task("Core", {"type": "Create", "devices": devices})
     with pytest.raises(InputError, match=r"devices\[1\]\.name: duplicate name 'a'"):
         cloud.submit_device_task("Core", {"type": "Create", "devices": [{"name": "a"}, {"name": "a"}]})
     with pytest.raises(InputError, match=r"type: unknown value 'Update'; allowed values: Create, Delete"):
         cloud.submit_device_task("Core", {"type": "Update", "devices": [{"name": "a"}]})
-    with pytest.raises(InputError, match=r"devices\[0\]\.provisioningTemplate: no provisioning template named 'x'"):
-        cloud.submit_device_task("Core", {"type": "Create", "devices": [{"name": "a", "provisioningTemplate": "x"}]})
+    with pytest.raises(
+        InputError, match=r"devices\[0\]\.provisioningTemplate: no provisioning template named 'x'"
+    ):
+        cloud.submit_device_task(
+            "Core", {"type": "Create", "devices": [{"name": "a", "provisioningTemplate": "x"}]}
+        )
     with pytest.raises(InputError, match=r"cores\[0\]\.connectivity\[0\]\.PortNumber: must be at most 65535"):
-        cloud.submit_core_task({"type": "Create", "cores": [
-            {"name": "c2", "connectivity": [{"HostAddress": "127.0.0.1", "PortNumber": 70000}]}]})
+        cloud.submit_core_task(
+            {
+                "type": "Create",
+                "cores": [
+                    {"name": "c2", "connectivity": [{"HostAddress": "127.0.0.1", "PortNumber": 70000}]}
+                ],
+            }
+        )
     with pytest.raises(InputError, match=r"certInfo\.country: expected a two-letter country code"):
-        cloud.submit_device_task("Core", {"type": "Create", "devices": [
-            {"name": "a", "cdfProvisioningParameters": {"certInfo": {"country": "USA"}}}]})
+        cloud.submit_device_task(
+            "Core",
+            {
+                "type": "Create",
+                "devices": [{"name": "a", "cdfProvisioningParameters": {"certInfo": {"country": "USA"}}}],
+            },
+        )
     bad = FIXTURES / "bad-resource-type.json"
     with pytest.raises(InputError, match=str(bad).replace(".", r"\.") + r": Resources\.thing\.Type"):
         cloud.put_provisioning_template(bad)
@@ -144,7 +174,31 @@ def test_connectivity_and_server_certificate(cloud: Cloud) -> None:
     cert.verify_directly_issued_by(load_certificate(cloud.core_ca("Core").pem))
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 7  # 7 days + 1 h clock-skew margin
     cloud.set_connectivity("Core", [{"HostAddress": "localhost", "PortNumber": 8884, "Metadata": "m"}])
-    assert cloud.connectivity("Core") == [{"Id": "localhost_8884", "HostAddress": "localhost", "PortNumber": 8884,
-                                           "Metadata": "m"}]
+    assert cloud.connectivity("Core") == [
+        {"Id": "localhost_8884", "HostAddress": "localhost", "PortNumber": 8884, "Metadata": "m"}
+    ]
     with pytest.raises(InputError, match=r"connectivity\[0\]: expected HOST:PORT"):
         cloud.set_connectivity("Core", ["localhost"])
+
+
+def test_close_mid_task_then_resume_in_a_new_cloud(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with Cloud(state, workers=1) as cloud:
+        cloud.provision_core("Core")
+        task_id = cloud.provision_devices("Core", 400, "r-", batch_size=10, wait=False)["id"]
+        deadline = time.monotonic() + 60
+        while (
+            cloud.task(task_id, include_items=False)["summary"]["success"] < 20
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+    # closed part-way: the task stays InProgress and the registry consistent
+    with Cloud(state, workers=1) as cloud:
+        view = cloud.task(task_id, include_items=False)
+        assert view["taskStatus"] in ("InProgress", "Success") and view["summary"]["success"] >= 20
+        assert cloud.check().ok
+        if view["taskStatus"] == "InProgress":
+            assert cloud.resume_tasks() == [task_id]
+        final = cloud.wait_task(task_id, 120, include_items=False)
+        assert final["taskStatus"] == "Success" and final["summary"]["success"] == 400
+        assert final["batchesComplete"] == 40 and len(cloud.devices("Core")) == 400

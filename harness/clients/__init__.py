@@ -1,0 +1,1 @@
+"""Real client-device implementations the scenarios use against cores (paho-mqtt, the AWS IoT SDK)."""

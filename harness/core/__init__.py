@@ -1,0 +1,5 @@
+"""Cores under test behind one interface: the reference core the harness ships, and adapters for real cores."""
+
+from harness.core.base import Core, CoreStatus, Endpoint
+
+__all__ = ["Core", "CoreStatus", "Endpoint"]
