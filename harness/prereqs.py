@@ -26,6 +26,12 @@ APT_PACKAGES: dict[str, str] = {
     "mosquitto-clients": "mosquitto_pub/sub, real MQTT clients used against cores",
     "chromium": "headless rendering check of the HTML report",
     "procps": "ps/pkill used in leak checks",
+    "gcc": "builds the reference core's broker plugin for x86_64",
+    "gcc-arm-linux-gnueabi": "cross-builds the broker plugin for armel (armv6l)",
+    "gcc-arm-linux-gnueabihf": "cross-builds the broker plugin for armhf (armv7l)",
+    "gcc-aarch64-linux-gnu": "cross-builds the broker plugin for arm64 (aarch64)",
+    "mosquitto-dev": "mosquitto's plugin headers for the broker plugin",
+    "libmosquitto-dev": "mosquitto.h for the broker plugin",
 }
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 BINFMT_HANDLERS = ("qemu-arm", "qemu-aarch64")

@@ -131,13 +131,12 @@ class ReferenceCore(Core):
             f"keyfile {self._p('certs/server.key')}",
             "tls_version tlsv1.2",
             f"require_certificate {'false' if 'client_cert_optional' in f else 'true'}",
-            "use_identity_as_username true",
-            f"allow_anonymous {'true' if 'client_cert_optional' in f else 'false'}",
+            "allow_anonymous false",
             f"plugin {self._p('plugins/gg_auth.so')}",
             f"plugin_opt_rules {self._p('config/gg_auth.rules')}",
         ]
-        plugin_faults = [n for flag, n in (("client_id_unchecked", "no_client_id_check"), ("acl_off", "no_acl"))
-                         if flag in f]
+        plugin_faults = [n for flag, n in (("client_id_unchecked", "no_client_id_check"), ("acl_off", "no_acl"),
+                                           ("client_cert_optional", "allow_no_certificate")) if flag in f]
         if plugin_faults:
             lines.append(f"plugin_opt_faults {','.join(plugin_faults)}")
         if "oversize_accepted" not in f:
@@ -165,15 +164,17 @@ class ReferenceCore(Core):
         res = self.target.run(["mosquitto", "-c", self.conf, "-d"], timeout=60)
         if not res.ok:
             raise TargetError(f"{self.name}: the broker did not start:\n{res.evidence()}\n{self.logs()[-2000:]}")
+        from harness.core.authplugin.broker import startup_status
+
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
                 wait_port(self.host, self.port, 1.0, what=f"core {self.name} broker")
                 return
             except TargetError as exc:
-                if not self.status().running and time.monotonic() > deadline - START_TIMEOUT_S + 5:
-                    raise TargetError(f"{self.name}: the broker exited during start\n"
-                                      f"broker log:\n{self.logs()[-2000:]}") from None
+                state, errors = startup_status(self.logs())
+                if state == "failed":  # `mosquitto -d` exits 0 even when the broker then fails: read its log
+                    raise TargetError(f"{self.name}: the broker failed to start:\n{errors}") from None
                 if time.monotonic() > deadline:
                     raise TargetError(f"{exc}\nbroker log:\n{self.logs()[-2000:]}") from None
 

@@ -10,7 +10,6 @@ import datetime
 import ipaddress
 import os
 import queue
-import re
 import socket
 import ssl
 import threading
@@ -29,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from harness.core.authplugin import plugin_conf_lines, plugin_path
-from harness.core.authplugin.broker import Decision, parse_decisions
+from harness.core.authplugin.broker import Decision, parse_decisions, startup_status
 from harness.core.authplugin.rules import DeviceGroupPolicy
 from harness.targets.qemu_user import QemuUserTarget
 
@@ -201,11 +200,14 @@ class Broker:
         res = self.target.run(["mosquitto", "-c", self.conf, "-d"], timeout=self.wait_s)
         if not res.ok:
             raise AssertionError(f"mosquitto did not start:\n{res.evidence()}\n{self.log()}")
-        # `-d` returns once forked; the daemon logs "running" after its listener is open.
+        # `-d` returns once forked (exit 0 even if the plugin then refuses to load): watch the log.
         deadline = time.monotonic() + self.wait_s
         while time.monotonic() < deadline:
-            if re.search(r"mosquitto version \S+ running", self.log()):
+            state, errors = startup_status(self.log())
+            if state == "running":
                 return self
+            if state == "failed":
+                raise AssertionError(f"mosquitto failed to start: {errors}\n{self.log()[-3000:]}")
             time.sleep(0.05)
         raise AssertionError(f"mosquitto is not running on port {self.port} after {self.wait_s:g} s; "
                              f"log {self.log_path}:\n{self.log()[-3000:]}")

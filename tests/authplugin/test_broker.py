@@ -6,9 +6,12 @@ SUBACK, delivered messages) and what the plugin logged, and that the Python mode
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from ggauth_support import BrokerFactory, ProbeFactory, needs_root
 
+from harness.core.authplugin.broker import startup_status
 from harness.core.authplugin.rules import DeviceGroupPolicy
 
 pytestmark = [pytest.mark.qemu, needs_root, pytest.mark.xdist_group("authplugin-native")]
@@ -155,9 +158,39 @@ def test_malformed_rules_file_stops_the_broker_from_starting(
     assert f"gg_auth: error: rules file {broker.dir}/rules" in log and message in log, log
 
 
-def test_unknown_fault_stops_the_broker_from_starting(make_broker: BrokerFactory) -> None:
-    broker = make_broker(start=False, extra_lines=["plugin_opt_faults no_acl, no_tls"])
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("plugin_opt_faults no_acl, no_tls",
+         "plugin_opt_faults: unknown fault 'no_tls' (allowed: no_client_id_check, no_acl)"),
+        ("plugin_opt_rule /etc/rules", "unknown option plugin_opt_rule (allowed: rules, faults, log)"),
+        ("plugin_opt_log some", "plugin_opt_log: 'some' is not all or deny"),
+    ],
+    ids=["fault", "option", "log"],
+)
+def test_bad_plugin_option_stops_the_broker_from_starting(
+        make_broker: BrokerFactory, option: str, message: str) -> None:
+    broker = make_broker(start=False, extra_lines=[option])
     status, log = broker.run_foreground()
-    expected = ("gg_auth: error: plugin_opt_faults: unknown fault 'no_tls' "
-                "(allowed: no_client_id_check, no_acl)")
-    assert status != 0 and expected in log, log
+    assert status != 0 and f"gg_auth: error: {message}" in log, log
+
+
+def test_missing_rules_file_stops_the_daemon_though_dash_d_exits_0(make_broker: BrokerFactory) -> None:
+    broker = make_broker(start=False)
+    broker.target.run(["rm", f"{broker.dir}/rules"], check=True)
+    res = broker.target.run(["mosquitto", "-c", broker.conf, "-d"], timeout=broker.wait_s)
+    assert res.ok, "mosquitto 2.0.11 -d forks before loading plugins; if this changed, update startup_status"
+    deadline = time.monotonic() + broker.wait_s
+    while (state := startup_status(broker.log()))[0] == "starting" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state[0] == "failed", broker.log()
+    missing = f"gg_auth: error: rules file {broker.dir}/rules: cannot open: No such file or directory"
+    assert missing in state[1]
+
+
+def test_log_deny_mode_logs_only_denials(make_broker: BrokerFactory, probe: ProbeFactory) -> None:
+    broker = make_broker(extra_lines=["plugin_opt_log deny"])
+    sensor = probe(broker, "Sensor1")
+    assert not sensor.connect().is_failure
+    assert sensor.subscribe("commands/Sensor1", "admin/#") == [1, SUB_REFUSED]
+    assert [(d.verdict, d.resource) for d in broker.decisions()] == [("deny", "mqtt:topicfilter:admin/#")]

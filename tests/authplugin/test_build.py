@@ -37,7 +37,8 @@ def test_plugin_is_built_for_each_debian_arch_without_libmosquitto(arch: str) ->
                 if " GLOBAL " in line and " UND " not in line and "FUNC" in line}
     assert exported == {"mosquitto_plugin_version", "mosquitto_plugin_init", "mosquitto_plugin_cleanup"}
     undefined = {line.split()[-1].split("@")[0] for line in dyn.splitlines() if " UND " in line}
-    resolved_at_load = {"mosquitto_callback_register", "mosquitto_client_certificate", "X509_get_subject_name"}
+    resolved_at_load = {"mosquitto_callback_register", "mosquitto_client_certificate",
+                        "X509_get_subject_name"}
     assert resolved_at_load <= undefined
 
 
@@ -75,7 +76,7 @@ def test_changed_source_gets_a_new_cache_entry(fresh_cache: Path, tmp_path: Path
 
 def test_missing_compiler_names_the_apt_package(monkeypatch: pytest.MonkeyPatch) -> None:
     real_which = shutil.which
-    monkeypatch.setattr(build.shutil, "which",
+    monkeypatch.setattr(shutil, "which",
                         lambda name, *a, **k: None if "aarch64" in name else real_which(name, *a, **k))
     with pytest.raises(InfraError, match=r"no aarch64-linux-gnu-gcc on PATH; install the apt package "
                                          r"gcc-aarch64-linux-gnu"):

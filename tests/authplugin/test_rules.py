@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness.core.authplugin.broker import Decision, parse_decisions, plugin_conf_lines
+from harness.core.authplugin.broker import Decision, parse_decisions, plugin_conf_lines, startup_status
 from harness.core.authplugin.rules import (
     THING_VAR,
     ThingTerm,
@@ -93,7 +93,7 @@ def test_selection_rule_is_or_of_and_clauses() -> None:
         ("thingName:", "expected a thing name after 'thingName:', got end of rule"),
         ("thingname: A", "expected 'thingName:' (keywords are case-sensitive), got 'thingname:'"),
         ("ThingName: A", "expected 'thingName:' (keywords are case-sensitive), got 'ThingName:'"),
-        ("Name: A", "expected 'thingName:', got 'Name'"),
+        ("A OR thingName: B", "expected 'thingName:', got 'A'"),
         ("thingName: A OR", "ends with an operator"),
         ("thingName: A*B", "expected OR or AND, got 'B'"),
         ("thingName: A or thingName: B", "expected OR or AND, got 'or'"),
@@ -260,3 +260,13 @@ def test_parse_decisions_reads_plugin_log_lines() -> None:
         Decision("deny", "publish", "Dev1", "Dev1", "no-policy", "mqtt:topic:a b"),
         Decision("allow", "connect", "Dev1", "Dev1", "group:G", "mqtt:clientId:Dev1"),
     ]
+
+
+def test_startup_status_only_reads_the_latest_start() -> None:
+    first = ("1: mosquitto version 2.0.11 starting\n1: gg_auth: error: rules file /r line 2: x\n"
+             "1: Error: Plugin returned 3 when initialising.\n")
+    assert startup_status(first) == ("failed", "gg_auth: error: rules file /r line 2: x\n"
+                                               "Error: Plugin returned 3 when initialising.")
+    assert startup_status(first + "2: mosquitto version 2.0.11 starting\n") == ("starting", "")
+    second = "2: mosquitto version 2.0.11 starting\n2: mosquitto version 2.0.11 running\n"
+    assert startup_status(first + second) == ("running", "")

@@ -14,12 +14,16 @@ from typing import Literal
 from harness.errors import InputError
 
 #: Seeded defects the plugin can be told to have (plugin_opt_faults).
-FAULTS = ("no_client_id_check", "no_acl")
+FAULTS = ("no_client_id_check", "no_acl", "allow_no_certificate")
 LOG_MODES = ("all", "deny")
 
 #: Options the TLS listener must NOT carry: mosquitto 2.0 then skips plugin authentication entirely (the
 #: CONNECT is accepted without MOSQ_EVT_BASIC_AUTH), so a client id that is not the thing name would connect.
 FORBIDDEN_LISTENER_OPTIONS = ("use_identity_as_username", "use_subject_as_username")
+
+_STARTING = re.compile(r"mosquitto version \S+ starting")
+_RUNNING = re.compile(r"mosquitto version \S+ running")
+_FAILED = re.compile(r"gg_auth: error: .*|Error: .*")
 
 _DECISION = re.compile(
     r"gg_auth: (?P<verdict>allow|deny) (?P<operation>connect|publish|subscribe) thing=(?P<thing>\S*) "
@@ -72,3 +76,18 @@ def parse_decisions(log_text: str) -> list[Decision]:
         if m:
             out.append(Decision(**m.groupdict()))  # type: ignore[arg-type]
     return out
+
+
+def startup_status(log_text: str) -> tuple[Literal["starting", "running", "failed"], str]:
+    """Whether the latest broker start in ``log_text`` is up, and the error lines if it failed.
+
+    ``mosquitto -d`` forks before it loads plugins, so its exit status is 0 even when gg_auth refuses a
+    malformed rules file and the daemon exits: the log is the only witness. An appended log may hold
+    earlier runs; only the part after the last "starting" line counts.
+    """
+    starts = list(_STARTING.finditer(log_text))
+    latest = log_text[starts[-1].start():] if starts else log_text
+    if _RUNNING.search(latest):
+        return "running", ""
+    errors = [m.group(0) for m in _FAILED.finditer(latest)]
+    return ("failed", "\n".join(errors)) if errors else ("starting", "")

@@ -16,7 +16,8 @@
  *
  * Options (mosquitto.conf, after the `plugin` line):
  *   plugin_opt_rules <path>     rules file (required)
- *   plugin_opt_faults <list>    seeded defects, comma separated: no_client_id_check, no_acl
+ *   plugin_opt_faults <list>    seeded defects, comma separated: no_client_id_check, no_acl,
+ *                               allow_no_certificate
  *   plugin_opt_log all|deny     log every decision (default) or only denials
  *
  * Decisions are logged at MOSQ_LOG_INFO, one line each, resource last:
@@ -100,6 +101,7 @@ struct gg_state {
 	struct gg_rules rules;
 	bool no_client_id_check;
 	bool no_acl;
+	bool allow_no_certificate;
 	bool log_allow;
 	bool basic_auth_seen;
 	bool warned_unchecked;
@@ -399,6 +401,10 @@ static const char *connect_decision(struct gg_state *st, const struct mosquitto 
 	const char *reason = thing_name(client, thing, thinglen);
 	if (reason) {
 		snprintf(thing, thinglen, "-");
+		if (st->allow_no_certificate && strcmp(reason, "no-certificate") == 0) {
+			*via = "fault:allow_no_certificate";
+			return NULL;
+		}
 		return reason;
 	}
 	if (strcmp(client_id, thing) != 0) {
@@ -425,17 +431,18 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	char thing[MAX_THING_NAME];
 	const char *via = NULL;
 	const char *reason = connect_decision(st, ed->client, client_id, thing, sizeof thing, &via);
-	if (!reason && strcmp(client_id, thing) != 0) {
+	bool certless = via && strcmp(via, "fault:allow_no_certificate") == 0;
+	if (!reason && !certless && strcmp(client_id, thing) != 0) {
 		mosquitto_log_printf(MOSQ_LOG_INFO,
 				"gg_auth: fault no_client_id_check: accepting client=%s for thing=%s", client_id, thing);
 	}
-	if (!reason) {
+	if (!reason && !certless) {
 		/* The username becomes the thing name, so broker logs and any ACL file see the identity. */
 		int rc = mosquitto_set_username(ed->client, thing);
 		if (rc != MOSQ_ERR_SUCCESS) reason = "set-username-failed";
 	}
 	char via_buf[300];
-	snprintf(via_buf, sizeof via_buf, "group:%s", via ? via : "");
+	snprintf(via_buf, sizeof via_buf, certless ? "%s" : "group:%s", via ? via : "");
 	log_decision(st, reason == NULL, OP_CONNECT, thing, client_id, reason ? reason : via_buf, client_id);
 	return reason ? MOSQ_ERR_AUTH : MOSQ_ERR_SUCCESS;
 }
@@ -508,8 +515,10 @@ static int parse_faults(struct gg_state *st, const char *value, char *err, size_
 			st->no_client_id_check = true;
 		} else if (strcmp(tok, "no_acl") == 0) {
 			st->no_acl = true;
+		} else if (strcmp(tok, "allow_no_certificate") == 0) {
+			st->allow_no_certificate = true;
 		} else {
-			snprintf(err, errlen, "plugin_opt_faults: unknown fault '%s' (allowed: no_client_id_check, no_acl)",
+			snprintf(err, errlen, "plugin_opt_faults: unknown fault '%s' (allowed: no_client_id_check, no_acl, allow_no_certificate)",
 					tok);
 			rc = -1;
 		}

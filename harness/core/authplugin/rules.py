@@ -211,8 +211,9 @@ def _tokens(rule: str, where: str) -> list[tuple[str, int]]:
             continue
         candidates = [m.group(0) for m in (_TOKEN.match(rule, i), _NAME.match(rule, i)) if m]
         if not candidates and rule[i] == ":" and out and out[-1][0].lower() == "thingname":
-            raise _FieldError(where, f"syntax error at column {out[-1][1]}: expected 'thingName:' (keywords are "
-                                     f"case-sensitive), got {out[-1][0] + ':'!r} (rule syntax: {RULE_SYNTAX})")
+            got = out[-1][0] + ":"
+            raise _FieldError(where, f"syntax error at column {out[-1][1]}: expected 'thingName:' (keywords "
+                                     f"are case-sensitive), got {got!r} (rule syntax: {RULE_SYNTAX})")
         if not candidates:
             raise _FieldError(where, f"syntax error at column {i + 1}: unexpected {rule[i]!r} "
                                      f"(rule syntax: {RULE_SYNTAX})")
