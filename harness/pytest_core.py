@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cloud.templates import DEFAULT_DEVICE_TEMPLATE
 from harness.clients.mqtt import Credentials
+from harness.cloud.templates import DEFAULT_DEVICE_TEMPLATE
 from harness.core.base import Core
 from harness.core.reference import FAULTS
 from harness.errors import HarnessError
@@ -31,8 +31,13 @@ SENSORS = 4
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness")
-    group.addoption("--core-fault", action="append", default=[], dest="harness_core_faults",
-                    help="start the reference core with this seeded defect (repeatable): " + ", ".join(FAULTS))
+    group.addoption(
+        "--core-fault",
+        action="append",
+        default=[],
+        dest="harness_core_faults",
+        help="start the reference core with this seeded defect (repeatable): " + ", ".join(FAULTS),
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -126,8 +131,14 @@ def provision_fleet(cloud: object, core: str) -> Fleet:
 
     assert isinstance(cloud, Cloud)
     cloud.provision_core(core)
-    fleet = Fleet(core=core, sensors=[], observer=f"{core}-observer", restricted=f"{core}-restricted",
-                  lonely=f"{core}-lonely", revoked=f"{core}-revoked")
+    fleet = Fleet(
+        core=core,
+        sensors=[],
+        observer=f"{core}-observer",
+        restricted=f"{core}-restricted",
+        lonely=f"{core}-lonely",
+        revoked=f"{core}-revoked",
+    )
     task = cloud.provision_devices(core, SENSORS, f"{core}-dev-", timeout=300)
     assert task["taskStatus"] == "Success", task
     fleet.sensors = sorted(d for d in cloud.devices(core) if d.startswith(f"{core}-dev-"))
@@ -145,33 +156,91 @@ def _provision_one(cloud: object, core: str, name: str) -> None:
     from harness.cloud.api import Cloud
 
     assert isinstance(cloud, Cloud)
-    body = {"type": "Create", "devices": [{"name": name, "provisioningTemplate": DEFAULT_DEVICE_TEMPLATE,
-                                            "cdfProvisioningParameters": {"keyType": "ec"}}]}
+    body = {
+        "type": "Create",
+        "devices": [
+            {
+                "name": name,
+                "provisioningTemplate": DEFAULT_DEVICE_TEMPLATE,
+                "cdfProvisioningParameters": {"keyType": "ec"},
+            }
+        ],
+    }
     task = cloud.wait_task(cloud.submit_device_task(core, body), 120)
     assert task["taskStatus"] == "Success", task
 
 
-@pytest.fixture(scope="session")
-def core_under_test(profile: DeviceProfile, target_pool: object, cloud: object,
-                    core_faults: frozenset[str]) -> Iterator[CoreUnderTest]:
-    """The reference core on this profile's target, started, with its fleet provisioned."""
-    from harness.cloud.api import Cloud
-    from harness.core.reference import ReferenceCore
-    from harness.pytest_plugin import TargetPool, TargetUnavailable
+class CorePool:
+    """Cores of this session, one per profile, started on first use and stopped at the end.
 
-    assert isinstance(target_pool, TargetPool) and isinstance(cloud, Cloud)
-    got = target_pool.try_get(profile.name)
-    if isinstance(got, HarnessError):
-        raise TargetUnavailable(f"target {profile.name} could not be powered on: {got}")
-    name = _core_name(profile)
-    fleet = provision_fleet(cloud, name)
-    core = ReferenceCore(got, profile, cloud, name, faults=core_faults)
+    A pool rather than a parametrized session fixture: pytest may tear such a fixture down and build it
+    again when test parameters interleave, and a core (its things, its certificates) must exist once.
+    """
+
+    def __init__(self, cloud: object, target_pool: object, faults: frozenset[str]) -> None:
+        self.cloud = cloud
+        self.target_pool = target_pool
+        self.faults = faults
+        self.cores: dict[str, CoreUnderTest] = {}
+        self.broken: dict[str, str] = {}
+
+    def get(self, profile: DeviceProfile) -> CoreUnderTest:
+        from harness.cloud.api import Cloud
+        from harness.core.reference import ReferenceCore
+        from harness.pytest_plugin import TargetPool, TargetUnavailable
+
+        assert isinstance(self.target_pool, TargetPool) and isinstance(self.cloud, Cloud)
+        if profile.name in self.broken:
+            raise TargetUnavailable(self.broken[profile.name])
+        if profile.name in self.cores:
+            return self.cores[profile.name]
+        got = self.target_pool.try_get(profile.name)
+        if isinstance(got, HarnessError):
+            self.broken[profile.name] = f"target {profile.name} could not be powered on: {got}"
+            raise TargetUnavailable(self.broken[profile.name])
+        name = _core_name(profile)
+        fleet = provision_fleet(self.cloud, name)
+        core = ReferenceCore(got, profile, self.cloud, name, faults=self.faults)
+        try:
+            core.install()
+            core.start()
+        except HarnessError as exc:
+            core.close()
+            self.broken[profile.name] = f"core {name} could not be started on {profile.name}: {exc}"
+            raise TargetUnavailable(self.broken[profile.name]) from None
+        cut = CoreUnderTest(
+            core=core, fleet=fleet, cloud=self.cloud, core_ca_pem=self.cloud.core_ca(name).pem
+        )
+        self.cores[profile.name] = cut
+        return cut
+
+    def close(self) -> None:
+        while self.cores:
+            _, cut = self.cores.popitem()
+            cut.core.close()
+
+
+@pytest.fixture(scope="session")
+def core_pool(cloud: object, target_pool: object, core_faults: frozenset[str]) -> Iterator[CorePool]:
+    pool = CorePool(cloud, target_pool, core_faults)
     try:
-        core.install()
-        core.start()
-        yield CoreUnderTest(core=core, fleet=fleet, cloud=cloud, core_ca_pem=cloud.core_ca(name).pem)
+        yield pool
     finally:
-        core.close()
+        pool.close()
+
+
+@pytest.fixture
+def core_under_test(
+    profile: DeviceProfile, core_pool: CorePool, request: pytest.FixtureRequest
+) -> CoreUnderTest:
+    """The reference core on this profile's target, started, with its fleet provisioned."""
+    from harness.pytest_plugin import TargetUnavailable
+
+    try:
+        return core_pool.get(profile)
+    except TargetUnavailable:
+        request.node.user_properties.append(("harness_infra", "1"))
+        raise
 
 
 def foreign_device_files(thing: str, directory: Path) -> tuple[Path, Path]:
@@ -179,8 +248,9 @@ def foreign_device_files(thing: str, directory: Path) -> tuple[Path, Path]:
     from harness.cloud.ca import CertificateAuthority, CertInfo, cert_to_pem, key_to_pem
 
     foreign = CertificateAuthority.create("foreign CA")
-    key, cert = foreign.issue_key_and_cert(CertInfo(common_name=thing).subject(), key_type="ec", days=1,
-                                           usage="client")
+    key, cert = foreign.issue_key_and_cert(
+        CertInfo(common_name=thing).subject(), key_type="ec", days=1, usage="client"
+    )
     cert_path, key_path = directory / f"{thing}-foreign.pem", directory / f"{thing}-foreign.key"
     key_path.touch(mode=0o600)
     key_path.write_bytes(key_to_pem(key))

@@ -192,7 +192,9 @@ def _harness_profile_property(request: pytest.FixtureRequest) -> None:
     """Name the profile of every parametrized test in its report row."""
     marker = request.node.get_closest_marker("requirement")
     if marker is not None:
-        request.node.user_properties.append(("harness_requirement", str(marker.args[0]) if marker.args else ""))
+        request.node.user_properties.append(
+            ("harness_requirement", str(marker.args[0]) if marker.args else "")
+        )
         request.node.user_properties.append(("harness_source", str(marker.kwargs.get("source", ""))))
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and "profile_name" in callspec.params:

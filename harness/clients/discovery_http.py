@@ -20,8 +20,15 @@ class DiscoveryAnswer:
     error: str = ""
 
 
-def discover_raw(port: int, root_ca: Path, cert: Path | None, key: Path | None, thing: str,
-                 host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT) -> DiscoveryAnswer:
+def discover_raw(
+    port: int,
+    root_ca: Path,
+    cert: Path | None,
+    key: Path | None,
+    thing: str,
+    host: str = "127.0.0.1",
+    timeout: float = DEFAULT_TIMEOUT,
+) -> DiscoveryAnswer:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(str(root_ca))
     ctx.check_hostname = False  # the endpoint's name is not what is being qualified here

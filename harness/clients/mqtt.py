@@ -58,8 +58,12 @@ class MqttDevice:
     disconnects: queue.Queue[str] = field(default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                   clean_session=self.clean_session, protocol=paho.MQTTv311)
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=self.clean_session,
+            protocol=paho.MQTTv311,
+        )
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_verify_locations(cadata=self.creds.ca_pem)
@@ -84,7 +88,9 @@ class MqttDevice:
         self.disconnects.put(str(rc))
 
     def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
-        self.messages.put(Received(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), time.monotonic()))
+        self.messages.put(
+            Received(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), time.monotonic())
+        )
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any) -> None:
         with self._lock:
@@ -92,7 +98,7 @@ class MqttDevice:
         q.put([int(rc.value) for rc in rcs])
 
     def connect(self, host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> ConnectResult:
-        """Connect and wait for CONNACK; a refused TLS handshake or a dropped connection is a failed result."""
+        """Connect and wait for CONNACK; a refused handshake or a dropped connection is a failed result."""
         try:
             self._client.connect(host, port, keepalive=self.keepalive)
         except (OSError, ssl.SSLError) as exc:
@@ -127,14 +133,16 @@ class MqttDevice:
         if rc != paho.MQTT_ERR_SUCCESS:
             raise ConnectionError(f"{self.client_id}: subscribe {topic_filter!r} not sent (paho rc {rc})")
         with self._lock:
-            q = self._subacks.setdefault(mid, queue.Queue())
+            q = self._subacks.setdefault(int(mid or 0), queue.Queue())
         try:
             return q.get(timeout=timeout)[0]
         except queue.Empty:
-            raise TimeoutError(f"{self.client_id}: no SUBACK for {topic_filter!r} within {timeout:g} s") from None
+            raise TimeoutError(
+                f"{self.client_id}: no SUBACK for {topic_filter!r} within {timeout:g} s"
+            ) from None
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, timeout: float = DEFAULT_TIMEOUT) -> bool:
-        """Publish; for QoS 1 wait for the PUBACK. Returns False when the client could not send or got no ack."""
+        """Publish; for QoS 1 wait for the PUBACK. False when the client could not send or got no ack."""
         info = self._client.publish(topic, payload, qos=qos)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             return False

@@ -30,21 +30,24 @@ def _bootstrap() -> io.ClientBootstrap:
     return io.ClientBootstrap(elg, io.DefaultHostResolver(elg))
 
 
-def discover(device: SdkDevice, root_ca: Path, port: int, host: str = "localhost",
-             timeout: float = DEFAULT_TIMEOUT) -> Any:
+def discover(
+    device: SdkDevice, root_ca: Path, port: int, host: str = "localhost", timeout: float = DEFAULT_TIMEOUT
+) -> Any:
     """``DiscoveryClient.discover`` against the offline endpoint; returns the SDK's DiscoverResponse."""
     opts = io.TlsContextOptions.create_client_with_mtls_from_path(str(device.cert_path), str(device.key_path))
     opts.override_default_trust_store_from_path(None, str(root_ca))
     sock = io.SocketOptions()
     sock.connect_timeout_ms = int(timeout * 1000)
-    client = greengrass_discovery.DiscoveryClient(_bootstrap(), sock, io.ClientTlsContext(opts), "us-east-1",
-                                                  gg_server_name=host)
+    client = greengrass_discovery.DiscoveryClient(
+        _bootstrap(), sock, io.ClientTlsContext(opts), "us-east-1", gg_server_name=host
+    )
     client.port = port
     return client.discover(device.thing).result(timeout=timeout)
 
 
-def connect_from_discovery(device: SdkDevice, response: Any, timeout: float = DEFAULT_TIMEOUT
-                           ) -> tuple[mqtt.Connection, tuple[str, int]]:
+def connect_from_discovery(
+    device: SdkDevice, response: Any, timeout: float = DEFAULT_TIMEOUT
+) -> tuple[mqtt.Connection, tuple[str, int]]:
     """Connect as the SDK sample does; returns the connection and the (host, port) that worked."""
     errors: list[str] = []
     for group in response.gg_groups:
@@ -52,9 +55,16 @@ def connect_from_discovery(device: SdkDevice, response: Any, timeout: float = DE
         for core in group.cores:
             for info in core.connectivity:
                 conn = mqtt_connection_builder.mtls_from_path(
-                    endpoint=info.host_address, port=info.port, cert_filepath=str(device.cert_path),
-                    pri_key_filepath=str(device.key_path), ca_bytes=ca, client_bootstrap=_bootstrap(),
-                    client_id=device.thing, clean_session=False, keep_alive_secs=30)
+                    endpoint=info.host_address,
+                    port=info.port,
+                    cert_filepath=str(device.cert_path),
+                    pri_key_filepath=str(device.key_path),
+                    ca_bytes=ca,
+                    client_bootstrap=_bootstrap(),
+                    client_id=device.thing,
+                    clean_session=False,
+                    keep_alive_secs=30,
+                )
                 try:
                     conn.connect().result(timeout=timeout)
                     return conn, (info.host_address, info.port)
@@ -63,8 +73,9 @@ def connect_from_discovery(device: SdkDevice, response: Any, timeout: float = DE
     raise ConnectionError("no connectivity entry accepted the connection: " + "; ".join(errors))
 
 
-def round_trip(conn: mqtt.Connection, topic_filter: str, topic: str, payload: bytes,
-               timeout: float = DEFAULT_TIMEOUT) -> bytes:
+def round_trip(
+    conn: mqtt.Connection, topic_filter: str, topic: str, payload: bytes, timeout: float = DEFAULT_TIMEOUT
+) -> bytes:
     """Subscribe to ``topic_filter``, publish ``payload`` on ``topic`` at QoS 1 and return what came back."""
     got: list[bytes] = []
     arrived = threading.Event()

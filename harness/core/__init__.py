@@ -1,4 +1,4 @@
-"""Cores under test behind one interface: the reference core the harness ships, and adapters for real cores."""
+"""Cores under test behind one interface: the harness's reference core, and adapters for real cores."""
 
 from harness.core.base import Core, CoreStatus, Endpoint
 

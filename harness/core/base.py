@@ -59,7 +59,7 @@ class Core(abc.ABC):
 
     @abc.abstractmethod
     def rotate_certificate(self) -> None:
-        """Re-issue the broker's server certificate and apply it as the real core does (restart, disconnect all)."""
+        """Re-issue the broker certificate and apply it as a real core does (restart, disconnect all)."""
 
     @abc.abstractmethod
     def power_cut(self) -> None:
@@ -73,7 +73,7 @@ class Core(abc.ABC):
     def move(self, port: int | None = None) -> Endpoint:
         """Give the core a new address (connectivity change) and register it with the cloud side."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what the core holds on the host."""
 
 

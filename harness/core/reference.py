@@ -31,7 +31,7 @@ FAULTS: dict[str, str] = {
     "rotation_without_restart": "certificate rotation reloads the certificate without a restart (M6)",
     "qos1_dropped": "the broker caps delivery at QoS 0, so QoS 1 messages may be lost (M4)",
     "connectivity_stale": "a connectivity change is not registered with the cloud side (D4)",
-    "server_cert_foreign_ca": "the broker's certificate is not issued by the core CA discovery hands out (D1, D2)",
+    "server_cert_foreign_ca": "the broker certificate is not from the core CA discovery hands out (D1, D2)",
 }
 MAX_MESSAGE_BYTES = 128 * 1024
 START_TIMEOUT_S = 90.0
@@ -40,16 +40,27 @@ START_TIMEOUT_S = 90.0
 def check_faults(faults: Iterable[str]) -> frozenset[str]:
     unknown = sorted(set(faults) - set(FAULTS))
     if unknown:
-        raise InputError(f"unknown reference-core fault(s) {', '.join(unknown)}; allowed: {', '.join(FAULTS)}")
+        raise InputError(
+            f"unknown reference-core fault(s) {', '.join(unknown)}; allowed: {', '.join(FAULTS)}"
+        )
     return frozenset(faults)
 
 
 class ReferenceCore(Core):
     """mosquitto + the auth plugin on a target, provisioned in the offline cloud as ``name``."""
 
-    def __init__(self, target: Target, profile: DeviceProfile, cloud: Cloud, name: str, *,
-                 faults: Iterable[str] = (), port: int | None = None, host: str = "127.0.0.1",
-                 cert_days: float = 7) -> None:
+    def __init__(
+        self,
+        target: Target,
+        profile: DeviceProfile,
+        cloud: Cloud,
+        name: str,
+        *,
+        faults: Iterable[str] = (),
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        cert_days: float = 7,
+    ) -> None:
         self.target = target
         self.profile = profile
         self.cloud = cloud
@@ -83,7 +94,9 @@ class ReferenceCore(Core):
         self.register_connectivity()
         self._put_server_cert()
         self.target.put(self.cloud.root_ca_path, self._p("certs/client-ca.pem"), mode=0o644)
-        self.target.put(plugin_path(self.profile.userland.architecture), self._p("plugins/gg_auth.so"), mode=0o755)
+        self.target.put(
+            plugin_path(self.profile.userland.architecture), self._p("plugins/gg_auth.so"), mode=0o755
+        )
         policy = self.cloud.client_policy(self.name)
         rules = compile_rules(policy.document if policy is not None else _deny_all())
         self._put_text(self._p("config/gg_auth.rules"), rules, 0o644)
@@ -91,7 +104,9 @@ class ReferenceCore(Core):
         dirs = " ".join(self._p(d) for d in ("logs", "run", "certs"))
         res = self.target.run(["sh", "-c", f"mkdir -p {dirs} && chown -R mosquitto {dirs}"], timeout=60)
         if not res.ok:
-            raise TargetError(f"{self.profile.name}: preparing the core's directories failed:\n{res.evidence()}")
+            raise TargetError(
+                f"{self.profile.name}: preparing the core's directories failed:\n{res.evidence()}"
+            )
         self._installed = True
 
     def _put_text(self, remote: str, text: str, mode: int) -> None:
@@ -120,7 +135,10 @@ class ReferenceCore(Core):
             "persistence false",
             f"pid_file {self.pidfile}",
             f"log_dest file {self._p('logs/broker.log')}",
-            "log_type error", "log_type warning", "log_type notice", "log_type information",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
             "connection_messages true",
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "max_inflight_messages 10",
@@ -135,8 +153,15 @@ class ReferenceCore(Core):
             f"plugin {self._p('plugins/gg_auth.so')}",
             f"plugin_opt_rules {self._p('config/gg_auth.rules')}",
         ]
-        plugin_faults = [n for flag, n in (("client_id_unchecked", "no_client_id_check"), ("acl_off", "no_acl"),
-                                           ("client_cert_optional", "allow_no_certificate")) if flag in f]
+        plugin_faults = [
+            n
+            for flag, n in (
+                ("client_id_unchecked", "no_client_id_check"),
+                ("acl_off", "no_acl"),
+                ("client_cert_optional", "allow_no_certificate"),
+            )
+            if flag in f
+        ]
         if plugin_faults:
             lines.append(f"plugin_opt_faults {','.join(plugin_faults)}")
         if "oversize_accepted" not in f:
@@ -149,8 +174,13 @@ class ReferenceCore(Core):
         from harness.cloud.ca import CertificateAuthority, CertInfo, cert_to_pem, key_to_pem
 
         ca = CertificateAuthority.create("not the core CA")
-        key, cert = ca.issue_key_and_cert(CertInfo(common_name=f"{self.name} broker").subject(), key_type="ec",
-                                          days=self.cert_days, usage="server", sans=["localhost", self.host])
+        key, cert = ca.issue_key_and_cert(
+            CertInfo(common_name=f"{self.name} broker").subject(),
+            key_type="ec",
+            days=self.cert_days,
+            usage="server",
+            sans=["localhost", self.host],
+        )
         d = Path(tempfile.mkdtemp(prefix="foreign-cert-"))
         (d / "server.key").touch(mode=0o600)
         (d / "server.key").write_bytes(key_to_pem(key))
@@ -163,7 +193,9 @@ class ReferenceCore(Core):
             self.install()
         res = self.target.run(["mosquitto", "-c", self.conf, "-d"], timeout=60)
         if not res.ok:
-            raise TargetError(f"{self.name}: the broker did not start:\n{res.evidence()}\n{self.logs()[-2000:]}")
+            raise TargetError(
+                f"{self.name}: the broker did not start:\n{res.evidence()}\n{self.logs()[-2000:]}"
+            )
         from harness.core.authplugin.broker import startup_status
 
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -198,7 +230,9 @@ class ReferenceCore(Core):
     def status(self) -> CoreStatus:
         pid = self._broker_pid() if self.target.is_on else None
         running = bool(pid) and self.target.run(["kill", "-0", pid or "0"], timeout=30).ok
-        return CoreStatus(running=running, version=VERSION, detail={"broker_pid": pid or "", "port": str(self.port)})
+        return CoreStatus(
+            running=running, version=VERSION, detail={"broker_pid": pid or "", "port": str(self.port)}
+        )
 
     def logs(self) -> str:
         if not self.target.is_on:
@@ -223,8 +257,17 @@ class ReferenceCore(Core):
         return [Endpoint(self.host, self.port)]
 
     def register_connectivity(self) -> None:
-        self.cloud.set_connectivity(self.name, [{"HostAddress": self.host, "PortNumber": self.port,
-                                                 "Metadata": "", "Id": f"{self.host}_{self.port}"}])
+        self.cloud.set_connectivity(
+            self.name,
+            [
+                {
+                    "HostAddress": self.host,
+                    "PortNumber": self.port,
+                    "Metadata": "",
+                    "Id": f"{self.host}_{self.port}",
+                }
+            ],
+        )
 
     def move(self, port: int | None = None) -> Endpoint:
         """Connectivity change: the broker restarts on a new port and the cloud side learns the new entry."""

@@ -203,7 +203,8 @@ class QemuUserTarget(Target):
             raise UserlandMismatch(
                 f"{self.profile.source}: the {u.architecture} userland (built for "
                 f"{DEBIAN_ARCH_BASELINE.get(u.architecture, u.architecture)}) cannot run on the emulated CPU "
-                f"{self.profile.emulation.cpu or 'default'} ({self.profile.arch}): its first command died with "
+                f"{self.profile.emulation.cpu or 'default'} ({self.profile.arch}): its first command died "
+                f"with "
                 f"SIGILL (Illegal instruction). Pair arch {self.profile.arch} with a userland built for it "
                 f"(for armv6l: Debian armel)."
             )

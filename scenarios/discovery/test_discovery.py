@@ -18,16 +18,24 @@ from harness.pytest_core import CoreUnderTest, core_log_tail, foreign_device_fil
 NOT_FOUND = {"errorMessage": "The thing provided for discovery was not found"}
 
 
-def _ask(cut: CoreUnderTest, discovery: object, thing: str, about: str | None = None,
-         with_cert: bool = True) -> object:
+def _ask(
+    cut: CoreUnderTest, discovery: object, thing: str, about: str | None = None, with_cert: bool = True
+) -> object:
     files = cut.cloud.device_files(thing)  # type: ignore[attr-defined]
-    return discover_raw(discovery.port, cut.cloud.root_ca_path,  # type: ignore[attr-defined]
-                        files.cert_path if with_cert else None, files.key_path if with_cert else None,
-                        about or thing)
+    return discover_raw(
+        discovery.port,
+        cut.cloud.root_ca_path,  # type: ignore[attr-defined]
+        files.cert_path if with_cert else None,
+        files.key_path if with_cert else None,
+        about or thing,
+    )
 
 
-@pytest.mark.requirement("A provisioned device discovers its core: 200, the exact schema, the core's CA and "
-                         "every connectivity entry", source="scenarios.md D1; core-behaviour.md Discovery API")
+@pytest.mark.requirement(
+    "A provisioned device discovers its core: 200, the exact schema, the core's CA and "
+    "every connectivity entry",
+    source="scenarios.md D1; core-behaviour.md Discovery API",
+)
 def test_d1_device_discovers_its_core(core_under_test: CoreUnderTest, discovery: object) -> None:
     cut = core_under_test
     thing = cut.fleet.sensors[0]
@@ -52,13 +60,18 @@ def test_d1_device_discovers_its_core(core_under_test: CoreUnderTest, discovery:
     dev = MqttDevice(thing, cut.creds(thing))
     try:
         res = dev.connect(*got[0])
-        assert res.connected, f"TLS to the core with the discovered CA failed: {res}\n{core_log_tail(cut.core)}"
+        assert res.connected, (
+            f"TLS to the core with the discovered CA failed: {res}\n{core_log_tail(cut.core)}"
+        )
     finally:
         dev.close()
 
 
-@pytest.mark.requirement("The real SDK client (awsiot.greengrass_discovery.DiscoveryClient) parses the response "
-                         "and connects to the core with it", source="scenarios.md D2")
+@pytest.mark.requirement(
+    "The real SDK client (awsiot.greengrass_discovery.DiscoveryClient) parses the response "
+    "and connects to the core with it",
+    source="scenarios.md D2",
+)
 def test_d2_sdk_client_discovers_and_connects(core_under_test: CoreUnderTest, discovery: object) -> None:
     cut = core_under_test
     thing = cut.fleet.sensors[1]
@@ -74,8 +87,11 @@ def test_d2_sdk_client_discovers_and_connects(core_under_test: CoreUnderTest, di
         sdk.disconnect(conn)
 
 
-@pytest.mark.requirement("No core: 404 with the documented body; another thing: 403; revoked certificate or a "
-                         "foreign CA: the connection is closed with no answer", source="scenarios.md D3")
+@pytest.mark.requirement(
+    "No core: 404 with the documented body; another thing: 403; revoked certificate or a "
+    "foreign CA: the connection is closed with no answer",
+    source="scenarios.md D3",
+)
 def test_d3_discovery_refusals(core_under_test: CoreUnderTest, discovery: object, tmp_path: object) -> None:
     cut = core_under_test
     lonely = _ask(cut, discovery, cut.fleet.lonely)
@@ -89,8 +105,10 @@ def test_d3_discovery_refusals(core_under_test: CoreUnderTest, discovery: object
     assert ans.status is None, f"a certificate from a foreign CA got an HTTP answer: {ans}"
 
 
-@pytest.mark.requirement("Connectivity change: discovery returns the new entry; clients that re-discover "
-                         "reconnect", source="scenarios.md D4")
+@pytest.mark.requirement(
+    "Connectivity change: discovery returns the new entry; clients that re-discover reconnect",
+    source="scenarios.md D4",
+)
 @pytest.mark.destructive
 def test_d4_connectivity_change(core_under_test: CoreUnderTest, discovery: object) -> None:
     cut = core_under_test
@@ -100,8 +118,7 @@ def test_d4_connectivity_change(core_under_test: CoreUnderTest, discovery: objec
     assert (new.host, new.port) != (old.host, old.port)
     ans = _ask(cut, discovery, thing)
     assert ans.status == 200  # type: ignore[attr-defined]
-    got = [(c["HostAddress"], c["PortNumber"])
-           for c in ans.body["GGGroups"][0]["Cores"][0]["Connectivity"]]  # type: ignore[attr-defined]
+    got = [(c["HostAddress"], c["PortNumber"]) for c in ans.body["GGGroups"][0]["Cores"][0]["Connectivity"]]  # type: ignore[attr-defined]
     assert got == [(new.host, new.port)], f"after the move discovery returns {got}, the core is at {new}"
     dev = MqttDevice(thing, cut.creds(thing))
     try:

@@ -33,8 +33,10 @@ class Devices:
         self.open.append(dev)
         ep = self.cut.core.endpoints()[0]
         res = dev.connect(ep.host, ep.port)
-        assert res.connected, (f"{thing} (client id {client_id or thing}) could not connect: {res}\n"
-                               f"{core_log_tail(self.cut.core)}")
+        assert res.connected, (
+            f"{thing} (client id {client_id or thing}) could not connect: {res}\n"
+            f"{core_log_tail(self.cut.core)}"
+        )
         return dev
 
     def try_connect(self, thing: str, client_id: str | None = None, *, with_cert: bool = True) -> object:
@@ -71,8 +73,10 @@ def _delivered(observer: MqttDevice, marker: bytes) -> list[bytes]:
     raise AssertionError(f"the marker message never reached the observer (got {len(got)} messages)")
 
 
-@pytest.mark.requirement("Mutual TLS required: plain TCP and a client without a certificate are refused",
-                         source="scenarios.md M1; core-behaviour.md broker defaults")
+@pytest.mark.requirement(
+    "Mutual TLS required: plain TCP and a client without a certificate are refused",
+    source="scenarios.md M1; core-behaviour.md broker defaults",
+)
 def test_m1_mutual_tls_required(core_under_test: CoreUnderTest, devices: Devices) -> None:
     cut = core_under_test
     ep = cut.core.endpoints()[0]
@@ -95,19 +99,25 @@ def test_m1_mutual_tls_required(core_under_test: CoreUnderTest, devices: Devices
     devices.connect(thing)  # and with its certificate it is accepted
 
 
-@pytest.mark.requirement("The client id must equal the thing name; a mismatch is refused", source="scenarios.md M2")
+@pytest.mark.requirement(
+    "The client id must equal the thing name; a mismatch is refused", source="scenarios.md M2"
+)
 def test_m2_client_id_must_be_thing_name(core_under_test: CoreUnderTest, devices: Devices) -> None:
     cut = core_under_test
     thing, other = cut.fleet.sensors[0], cut.fleet.sensors[1]
     for client_id in (other, f"{thing}-x", "anything"):
         res = devices.try_connect(thing, client_id)
         assert not res.connected, (  # type: ignore[attr-defined]
-            f"certificate of {thing} connected with client id {client_id!r}: {res}")
+            f"certificate of {thing} connected with client id {client_id!r}: {res}"
+        )
     devices.connect(thing, thing)
 
 
-@pytest.mark.requirement("Authorization per device-group policy: allowed publish/subscribe succeed, others are "
-                         "refused, and a refused message never reaches a subscriber", source="scenarios.md M3")
+@pytest.mark.requirement(
+    "Authorization per device-group policy: allowed publish/subscribe succeed, others are "
+    "refused, and a refused message never reaches a subscriber",
+    source="scenarios.md M3",
+)
 def test_m3_policy_authorization(core_under_test: CoreUnderTest, devices: Devices) -> None:
     cut = core_under_test
     f = cut.fleet
@@ -135,8 +145,11 @@ def test_m3_policy_authorization(core_under_test: CoreUnderTest, devices: Device
     assert b"own-telemetry" in got, "a publish allowed through ${iot:Connection.Thing.ThingName} was dropped"
 
 
-@pytest.mark.requirement("QoS 0 and QoS 1 round trips device -> core -> device; QoS 1 delivered at least once, "
-                         "none lost while the core stays up", source="scenarios.md M4")
+@pytest.mark.requirement(
+    "QoS 0 and QoS 1 round trips device -> core -> device; QoS 1 delivered at least once, "
+    "none lost while the core stays up",
+    source="scenarios.md M4",
+)
 @pytest.mark.parametrize("qos", [0, 1])
 def test_m4_round_trips(core_under_test: CoreUnderTest, devices: Devices, qos: int) -> None:
     cut = core_under_test
@@ -146,14 +159,18 @@ def test_m4_round_trips(core_under_test: CoreUnderTest, devices: Devices, qos: i
     run = uuid.uuid4().hex[:8]
     sent = [f"{run}-{i}".encode() for i in range(50)]
     for p in sent:
-        assert sender.publish(f"relay/m4/{qos}", p, qos=qos), f"publish of {p!r} at QoS {qos} not acknowledged"
+        assert sender.publish(f"relay/m4/{qos}", p, qos=qos), (
+            f"publish of {p!r} at QoS {qos} not acknowledged"
+        )
     got = {m.payload for m in receiver.collect(len(sent), 30)}
     missing = [p for p in sent if p not in got]
     assert not missing, f"{len(missing)} of {len(sent)} QoS {qos} messages lost, first {missing[:3]}"
 
 
-@pytest.mark.requirement("Max message size: a 128 KiB payload is delivered, a larger one refused",
-                         source="scenarios.md M5; core-behaviour.md (Moquette max message 128 KiB)")
+@pytest.mark.requirement(
+    "Max message size: a 128 KiB payload is delivered, a larger one refused",
+    source="scenarios.md M5; core-behaviour.md (Moquette max message 128 KiB)",
+)
 def test_m5_max_message_size(core_under_test: CoreUnderTest, devices: Devices) -> None:
     cut = core_under_test
     receiver = devices.connect(cut.fleet.sensors[0])
@@ -183,8 +200,11 @@ def _server_serial(host: str, port: int, dev: MqttDevice) -> int:
     return x509.load_der_x509_certificate(der).serial_number
 
 
-@pytest.mark.requirement("Broker certificate rotation: all clients are disconnected, reconnect with the same group "
-                         "CA, nothing accepted after reconnect is lost", source="scenarios.md M6; core-behaviour.md")
+@pytest.mark.requirement(
+    "Broker certificate rotation: all clients are disconnected, reconnect with the same group "
+    "CA, nothing accepted after reconnect is lost",
+    source="scenarios.md M6; core-behaviour.md",
+)
 @pytest.mark.destructive
 def test_m6_certificate_rotation(core_under_test: CoreUnderTest, devices: Devices) -> None:
     cut = core_under_test

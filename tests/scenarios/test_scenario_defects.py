@@ -30,9 +30,24 @@ DEFECTS = {
 }
 
 
-def run_scenario(suite: str, keyword: str, report: Path, faults: list[str]) -> tuple[int, dict[str, object], str]:
-    argv = [sys.executable, "-m", "pytest", str(REPO / "scenarios" / suite), "-p", "no:cacheprovider", "-q",
-            "-k", keyword, "--profile", PROFILE, "--report-dir", str(report)]
+def run_scenario(
+    suite: str, keyword: str, report: Path, faults: list[str]
+) -> tuple[int, dict[str, object], str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(REPO / "scenarios" / suite),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-k",
+        keyword,
+        "--profile",
+        PROFILE,
+        "--report-dir",
+        str(report),
+    ]
     for f in faults:
         argv += ["--core-fault", f]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=REPO)
@@ -59,8 +74,23 @@ def test_seeded_defect_fails_its_scenario(fault: str, tmp_path: Path) -> None:
 
 
 def test_unknown_fault_is_a_usage_error(tmp_path: Path) -> None:
-    res = subprocess.run([sys.executable, "-m", "pytest", str(REPO / "scenarios" / "mqtt_relay"), "-p",
-                          "no:cacheprovider", "--profile", PROFILE, "--core-fault", "made_up"],
-                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(REPO / "scenarios" / "mqtt_relay"),
+            "-p",
+            "no:cacheprovider",
+            "--profile",
+            PROFILE,
+            "--core-fault",
+            "made_up",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert res.returncode == 4  # pytest usage error
     assert "unknown reference-core fault(s) made_up; allowed:" in res.stdout + res.stderr

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from harness.core.authplugin.build import apt_packages
 from harness import prereqs
+from harness.core.authplugin.build import apt_packages
 from harness.prereqs import APT_PACKAGES, plan
 
 
@@ -18,14 +18,17 @@ def test_setup_installs_what_the_broker_plugin_needs() -> None:
 
 def test_setup_is_idempotent_on_a_prepared_machine() -> None:
     assert plan() == []  # the test session itself ran `harness setup` first (tox commands_pre)
-    res = subprocess.run([sys.executable, "-m", "harness.cli", "setup"], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "setup"], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0 and "everything targets need is installed and enabled" in res.stdout
 
 
 def test_non_root_gets_the_exact_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prereqs.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(prereqs, "plan", lambda: [prereqs.Step("install x", ["apt-get", "install", "-y", "x"])])
+    monkeypatch.setattr(
+        prereqs, "plan", lambda: [prereqs.Step("install x", ["apt-get", "install", "-y", "x"])]
+    )
     monkeypatch.setattr(prereqs, "binfmt_steps", lambda: [])
     lines: list[str] = []
     assert prereqs.run_setup(echo=lines.append) == 2
