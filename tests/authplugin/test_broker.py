@@ -31,8 +31,14 @@ SUB_REFUSED = 0x80
     ],
 )
 def test_connect_needs_client_id_equal_to_thing_and_a_connect_policy(
-        make_broker: BrokerFactory, probe: ProbeFactory, policy: DeviceGroupPolicy,
-        thing: str, client_id: str, accepted: bool, reason: str) -> None:
+    make_broker: BrokerFactory,
+    probe: ProbeFactory,
+    policy: DeviceGroupPolicy,
+    thing: str,
+    client_id: str,
+    accepted: bool,
+    reason: str,
+) -> None:
     broker = make_broker()
     rc = probe(broker, thing, client_id).connect()
     assert (not rc.is_failure) is accepted, f"CONNACK {rc}\n{broker.log()[-2000:]}"
@@ -46,7 +52,8 @@ def test_connect_needs_client_id_equal_to_thing_and_a_connect_policy(
 
 
 def test_subscribe_grants_allowed_filters_and_refuses_the_rest(
-        make_broker: BrokerFactory, probe: ProbeFactory, policy: DeviceGroupPolicy) -> None:
+    make_broker: BrokerFactory, probe: ProbeFactory, policy: DeviceGroupPolicy
+) -> None:
     broker = make_broker()
     sensor = probe(broker, "Sensor1")
     assert not sensor.connect().is_failure
@@ -60,7 +67,8 @@ def test_subscribe_grants_allowed_filters_and_refuses_the_rest(
 
 
 def test_disallowed_publish_never_reaches_a_wildcard_subscriber(
-        make_broker: BrokerFactory, probe: ProbeFactory) -> None:
+    make_broker: BrokerFactory, probe: ProbeFactory
+) -> None:
     broker = make_broker()
     observer = probe(broker, "Observer")
     assert not observer.connect().is_failure
@@ -76,7 +84,8 @@ def test_disallowed_publish_never_reaches_a_wildcard_subscriber(
 
 
 def test_thing_name_variable_gives_each_thing_its_own_topics(
-        make_broker: BrokerFactory, probe: ProbeFactory) -> None:
+    make_broker: BrokerFactory, probe: ProbeFactory
+) -> None:
     broker = make_broker()
     observer = probe(broker, "Observer")
     assert not observer.connect().is_failure
@@ -93,7 +102,8 @@ def test_thing_name_variable_gives_each_thing_its_own_topics(
 
 
 def test_fault_no_client_id_check_lets_an_impostor_connect(
-        make_broker: BrokerFactory, probe: ProbeFactory) -> None:
+    make_broker: BrokerFactory, probe: ProbeFactory
+) -> None:
     broker = make_broker(faults=["no_client_id_check"])
     assert "faults: no_client_id_check" in broker.log()
     rc = probe(broker, "Sensor1", "Sensor2").connect()
@@ -104,7 +114,8 @@ def test_fault_no_client_id_check_lets_an_impostor_connect(
 
 
 def test_fault_no_acl_allows_every_publish_and_subscribe(
-        make_broker: BrokerFactory, probe: ProbeFactory) -> None:
+    make_broker: BrokerFactory, probe: ProbeFactory
+) -> None:
     broker = make_broker(faults=["no_acl"])
     sensor = probe(broker, "Sensor1")
     assert not sensor.connect().is_failure
@@ -118,7 +129,8 @@ def test_fault_no_acl_allows_every_publish_and_subscribe(
 
 
 def test_use_identity_as_username_skips_the_connect_check(
-        make_broker: BrokerFactory, probe: ProbeFactory) -> None:
+    make_broker: BrokerFactory, probe: ProbeFactory
+) -> None:
     """Why the broker must not set use_identity_as_username: mosquitto 2.0 then never asks the plugin about
     the CONNECT. gg_auth still denies the impostor every publish and subscribe, and warns."""
     broker = make_broker(identity_as_username=True)
@@ -141,17 +153,29 @@ GOOD_GROUP = "group G\nmatch prefix:\nallow connect *\nend\n"
         ("gg_auth_rules 1\n" + GOOD_GROUP + "allow connect *\n", "line 6: 'allow' outside a group"),
         ("gg_auth_rules 1\ngroup G\nallow delete *\nend\n", "line 3: unknown operation 'delete'"),
         ("gg_auth_rules 1\ngroup G\nmatch thing:X\nend\n", "line 3: match term 'thing:X'"),
-        ("gg_auth_rules 1\ngroup G\nallow publish mqtt:topic:${iot:ClientId}\nend\n",
-         "line 3: unknown policy variable"),
+        (
+            "gg_auth_rules 1\ngroup G\nallow publish mqtt:topic:${iot:ClientId}\nend\n",
+            "line 3: unknown policy variable",
+        ),
         ("gg_auth_rules 1\ngroup G\nmatch exact:X\n", "group 'G' has no 'end'"),
         ("gg_auth_rules 1\ngroup G\ngroup H\n", "line 3: 'group' inside group 'G'"),
         ("gg_auth_rules 1\nrevoke X\n", "line 2: unknown directive 'revoke'"),
     ],
-    ids=["empty", "version", "outside-group", "operation", "term", "variable", "no-end", "nested",
-         "directive"],
+    ids=[
+        "empty",
+        "version",
+        "outside-group",
+        "operation",
+        "term",
+        "variable",
+        "no-end",
+        "nested",
+        "directive",
+    ],
 )
 def test_malformed_rules_file_stops_the_broker_from_starting(
-        make_broker: BrokerFactory, rules: str, message: str) -> None:
+    make_broker: BrokerFactory, rules: str, message: str
+) -> None:
     broker = make_broker(rules, start=False)
     status, log = broker.run_foreground()
     assert status != 0, f"mosquitto started with a malformed rules file:\n{log}"
@@ -161,15 +185,19 @@ def test_malformed_rules_file_stops_the_broker_from_starting(
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("plugin_opt_faults no_acl, no_tls",
-         "plugin_opt_faults: unknown fault 'no_tls' (allowed: no_client_id_check, no_acl)"),
+        (
+            "plugin_opt_faults no_acl, no_tls",
+            "plugin_opt_faults: unknown fault 'no_tls' "
+            "(allowed: no_client_id_check, no_acl, allow_no_certificate)",
+        ),
         ("plugin_opt_rule /etc/rules", "unknown option plugin_opt_rule (allowed: rules, faults, log)"),
         ("plugin_opt_log some", "plugin_opt_log: 'some' is not all or deny"),
     ],
     ids=["fault", "option", "log"],
 )
 def test_bad_plugin_option_stops_the_broker_from_starting(
-        make_broker: BrokerFactory, option: str, message: str) -> None:
+    make_broker: BrokerFactory, option: str, message: str
+) -> None:
     broker = make_broker(start=False, extra_lines=[option])
     status, log = broker.run_foreground()
     assert status != 0 and f"gg_auth: error: {message}" in log, log
