@@ -1,4 +1,4 @@
-"""Find what the harness left behind: processes, cgroups, loop devices, target directories.
+"""Find what the harness left behind: processes, mounts, cgroups, loop devices, target directories.
 
 Tests assert this is empty after a session; ``gc_stale_targets`` clears what a killed harness could not.
 """
@@ -48,6 +48,16 @@ def loop_devices(base: Path | None = None) -> list[str]:
     return [line for line in res.stdout.splitlines() if str(base) in line]
 
 
+def host_mounts(base: Path | None = None) -> list[str]:
+    """Mounts under the state directory visible on the host (targets mount only in their own namespaces)."""
+    base = base or state_dir()
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    return [line for line in lines if f" {base}" in line]
+
+
 def target_dirs(base: Path | None = None) -> list[str]:
     d = (base or state_dir()) / "targets"
     return [str(p) for p in d.iterdir()] if d.exists() else []
@@ -57,6 +67,7 @@ def find_leaks(base: Path | None = None) -> list[str]:
     """Everything a finished harness should not have left, as readable lines."""
     leaks = [f"process {p}" for p in harness_processes(base)]
     leaks += [f"loop device {line}" for line in loop_devices(base)]
+    leaks += [f"mount {line}" for line in host_mounts(base)]
     leaks += [f"target directory {p}" for p in target_dirs(base)]
     leaks += [f"cgroup {g}" for g in leftover_groups()]
     return leaks

@@ -152,3 +152,21 @@ def test_interrupted_session_leaves_a_partial_report(tmp_path: Path) -> None:
     assert data["partial"] is True and data["partial_reason"] == "interrupted"
     assert [t["id"] for t in data["tests"]] == ["slow.first"]  # type: ignore[attr-defined]
     assert "PARTIAL" in (report / "index.html").read_text()
+
+
+@pytest.mark.qemu
+def test_every_suite_passes_on_all_four_profiles_in_one_run(tmp_path: Path) -> None:
+    """The main job's promise: board, discovery and relay suites on all four emulated boards, one report."""
+    profiles = ["native-x86_64", "qemu-armv6l", "qemu-armv7l", "qemu-aarch64"]
+    args = [a for p in profiles for a in ("--profile", p)]
+    res = qualify(*args, "--workers", "2", "--report-dir", str(tmp_path), timeout=2400)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    data = results(tmp_path)
+    assert sorted(data["profiles"]) == sorted(profiles)  # type: ignore[arg-type]
+    tests = data["tests"]
+    for suite, count in (("discovery", 4), ("mqtt_relay", 7)):
+        for p in profiles:
+            rows = [t for t in tests if t["suite"] == suite and t["profile"] == p]  # type: ignore[attr-defined]
+            assert len(rows) == count and all(t["outcome"] == "passed" for t in rows), (suite, p, rows)
+    failed = [t for t in tests if t["outcome"] in ("failed", "error") and not t["informative"]]  # type: ignore[attr-defined]
+    assert failed == []
