@@ -90,25 +90,35 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_rootfs(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     from harness.profiles import find_profile, list_profile_files, load_profile_file
     from harness.rootfs import RootfsSpec, cached, ensure_rootfs
 
-    names = args.profile or [p.stem for p in list_profile_files()]
-    for name in names:
-        p = (
-            find_profile(name)
-            if args.profile
-            else load_profile_file(next(f for f in list_profile_files() if f.stem == name))
-        )
-        if p.userland is None:
-            continue
-        spec = RootfsSpec.from_userland(p.userland)
-        if args.action == "build":
-            print(f"{p.name}: building {spec.key} ...", flush=True)
-            print(f"{p.name}: {ensure_rootfs(spec)}")
-        else:
+    profiles = [find_profile(n) for n in args.profile] if args.profile else [
+        load_profile_file(f) for f in list_profile_files()]
+    specs: dict[str, tuple[str, RootfsSpec]] = {}
+    for p in profiles:
+        if p.userland is not None:
+            spec = RootfsSpec.from_userland(p.userland)
+            specs.setdefault(spec.key, (p.name, spec))
+    if args.action == "list":
+        for key, (name, spec) in specs.items():
             where = cached(spec)
-            print(f"{p.name:22} {spec.key:40} {'cached: ' + str(where) if where else 'not built'}")
+            print(f"{name:22} {key:40} {'cached: ' + str(where) if where else 'not built'}")
+        return 0
+
+    def build(item: tuple[str, RootfsSpec]) -> str:
+        name, spec = item
+        return f"{name}: {ensure_rootfs(spec)}"
+
+    todo = [v for v in specs.values() if cached(v[1]) is None]
+    for name, spec in todo:
+        print(f"{name}: building {spec.key} ...", flush=True)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for line in pool.map(build, todo):
+            print(line, flush=True)
+    print(f"rootfs: {len(specs)} root file systems ready ({len(todo)} built now)")
     return 0
 
 
@@ -136,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rootfs", help="build or list cached root file systems")
     p.add_argument("action", choices=["build", "list"])
     p.add_argument("--profile", action="append", help="only these profiles (default: all)")
+    p.add_argument("--jobs", type=int, default=1, help="build this many at once (default 1)")
     p.set_defaults(func=cmd_rootfs)
 
     _add_optional(sub, "harness.qualify", "add_subparsers")
