@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from harness.clients.mqtt import Credentials
+from harness.cloud.discovery import FAULTS as DISCOVERY_FAULTS
 from harness.cloud.templates import DEFAULT_DEVICE_TEMPLATE
 from harness.core.base import Core
 from harness.core.reference import FAULTS
-from harness.errors import HarnessError
+from harness.errors import HarnessError, InputError
 from harness.paths import FIXTURES_DIR
 from harness.profiles import DeviceProfile
 
@@ -31,6 +32,14 @@ SENSORS = 4
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness")
+    group.addoption(
+        "--cloud-fault",
+        action="append",
+        default=[],
+        dest="harness_cloud_faults",
+        help="start the discovery endpoint with this seeded defect (repeatable): "
+        + ", ".join(DISCOVERY_FAULTS),
+    )
     group.addoption(
         "--core-fault",
         action="append",
@@ -46,6 +55,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     try:
         check_faults(config.getoption("harness_core_faults") or [])
+        unknown = sorted(set(config.getoption("harness_cloud_faults") or []) - set(DISCOVERY_FAULTS))
+        if unknown:
+            raise InputError(
+                f"unknown discovery fault(s) {', '.join(unknown)}; allowed: {', '.join(DISCOVERY_FAULTS)}"
+            )
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -101,12 +115,12 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def discovery(cloud: object) -> Iterator[object]:
+def discovery(cloud: object, pytestconfig: pytest.Config) -> Iterator[object]:
     """The discovery endpoint (HTTPS, mutual TLS) on loopback, on a free port."""
     from harness.cloud.api import Cloud
 
     assert isinstance(cloud, Cloud)
-    server = cloud.discovery_server(port=0)
+    server = cloud.discovery_server(port=0, faults=pytestconfig.getoption("harness_cloud_faults") or [])
     server.start()
     try:
         yield server

@@ -34,7 +34,7 @@ from cryptography import x509
 from harness.cloud.ca import CertInfo, cert_to_pem, certificate_id_from_der, key_to_pem, load_certificate
 from harness.cloud.context import CloudContext
 from harness.cloud.files import write_atomic, write_private
-from harness.errors import InfraError
+from harness.errors import InfraError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,20 @@ LOOPBACK_SANS = ("localhost", "127.0.0.1", "::1")
 _PATH = re.compile(r"^/greengrass/discover/thing/([^/]+)$")
 
 
-def discovery_response(ctx: CloudContext, cert_der: bytes, thing_name: str) -> tuple[int, dict[str, Any]]:
+#: Seeded defects of the discovery endpoint, so that scenario D3 can be shown to fail.
+FAULTS: dict[str, str] = {
+    "revoked_answered": "revoked or unregistered certificates get an HTTP answer (D3)",
+    "any_thing_answered": "a device may discover another thing's core (no 403) (D3)",
+}
+
+
+def discovery_response(
+    ctx: CloudContext, cert_der: bytes, thing_name: str, faults: frozenset[str] = frozenset()
+) -> tuple[int, dict[str, Any]]:
     """The status and JSON body discovery returns for a device presenting ``cert_der``."""
     reg = ctx.registry
-    if thing_name not in reg.things_of_certificate(certificate_id_from_der(cert_der)):
+    owned = reg.things_of_certificate(certificate_id_from_der(cert_der))
+    if thing_name not in owned and "any_thing_answered" not in faults:
         return 403, {"errorMessage": FORBIDDEN_MESSAGE}
     groups = []
     for core in reg.cores_of_device(thing_name):
@@ -141,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
         tls = cast(ssl.SSLSocket, self.request)
         der = tls.getpeercert(binary_form=True)
         assert der is not None  # the handshake required a client certificate
-        status, body = discovery_response(server.ctx, der, unquote(match.group(1)))
+        status, body = discovery_response(server.ctx, der, unquote(match.group(1)), server.faults)
         server.count(f"http_{status}")
         self._send(status, body)
 
@@ -179,7 +189,12 @@ class DiscoveryServer:
         io_timeout: float = 10.0,
         backlog: int = 1024,
         extra_sans: Sequence[str] = (),
+        faults: Sequence[str] = (),
     ) -> None:
+        unknown = sorted(set(faults) - set(FAULTS))
+        if unknown:
+            raise InputError(f"unknown discovery fault(s) {', '.join(unknown)}; allowed: {', '.join(FAULTS)}")
+        self.faults = frozenset(faults)
         self.ctx = ctx
         self.host = host
         self.requested_port = port
@@ -351,7 +366,10 @@ class DiscoveryServer:
                 log.debug("discovery handshake with %s failed: %s", addr, exc)
                 return
             der = tls.getpeercert(binary_form=True)
-            if der is None or not certificate_allowed(self.ctx, der):
+            allowed = der is not None and (
+                certificate_allowed(self.ctx, der) or "revoked_answered" in self.faults
+            )
+            if not allowed:
                 # revoked, inactive or unknown: close at once, no HTTP answer (like AWS IoT)
                 self.count("rejected_certificate")
                 return

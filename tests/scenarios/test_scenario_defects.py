@@ -27,6 +27,8 @@ DEFECTS = {
     "rotation_without_restart": ("mqtt_relay", "test_m6", "rotation did not disconnect"),
     "server_cert_foreign_ca": ("discovery", "test_d1 or test_d2", "with the discovered CA failed"),
     "connectivity_stale": ("discovery", "test_d4", "after the move discovery returns"),
+    "cloud:revoked_answered": ("discovery", "test_d3", "revoked certificate got an HTTP answer"),
+    "cloud:any_thing_answered": ("discovery", "test_d3", "asking about another thing"),
 }
 
 
@@ -49,7 +51,8 @@ def run_scenario(
         str(report),
     ]
     for f in faults:
-        argv += ["--core-fault", f]
+        kind, _, name = f.rpartition(":")
+        argv += ["--cloud-fault" if kind == "cloud" else "--core-fault", name]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=REPO)
     data = json.loads((report / "results.json").read_text())
     return res.returncode, data, res.stdout + res.stderr
