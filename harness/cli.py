@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rootfs)
 
     _add_optional(sub, "harness.qualify", "add_subparsers")
+    _add_optional(sub, "harness.load_cli", "add_subparsers")
     _add_optional(sub, "harness.cloud.cli", "add_subparsers")
     return parser
 

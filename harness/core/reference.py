@@ -142,6 +142,7 @@ class ReferenceCore(Core):
             "connection_messages true",
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "max_inflight_messages 10",
+            "set_tcp_nodelay true",
             f"listener {self.port} {self.host}",
             "protocol mqtt",
             f"cafile {self._p('certs/client-ca.pem')}",
@@ -191,7 +192,9 @@ class ReferenceCore(Core):
     def start(self) -> None:
         if not self._installed:
             self.install()
-        res = self.target.run(["mosquitto", "-c", self.conf, "-d"], timeout=60)
+        # the broker may hold thousands of client connections: lift its soft open-file limit to the hard one
+        start = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec mosquitto -c "$1" -d'
+        res = self.target.run(["sh", "-c", start, "sh", self.conf], timeout=60)
         if not res.ok:
             raise TargetError(
                 f"{self.name}: the broker did not start:\n{res.evidence()}\n{self.logs()[-2000:]}"

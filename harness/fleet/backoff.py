@@ -13,13 +13,15 @@ from typing import Literal, get_args
 
 from harness.errors import InputError
 
-PolicyName = Literal[
-    "none", "fixed", "exponential", "full-jitter", "equal-jitter", "decorrelated-jitter"
-]
+PolicyName = Literal["none", "fixed", "exponential", "full-jitter", "equal-jitter", "decorrelated-jitter"]
 POLICIES: tuple[str, ...] = get_args(PolicyName)
 #: Short aliases accepted on the command line.
-ALIASES = {"full": "full-jitter", "equal": "equal-jitter", "decorrelated": "decorrelated-jitter",
-           "exp": "exponential"}
+ALIASES = {
+    "full": "full-jitter",
+    "equal": "equal-jitter",
+    "decorrelated": "decorrelated-jitter",
+    "exp": "exponential",
+}
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,9 @@ class BackoffPolicy:
         if self.name not in POLICIES:
             raise InputError(f"backoff policy {self.name!r}: allowed: {', '.join(POLICIES)}")
         if self.base_s < 0 or self.cap_s < 0:
-            raise InputError(f"backoff {self.name}: base and cap must be >= 0 (got {self.base_s}, {self.cap_s})")
+            raise InputError(
+                f"backoff {self.name}: base and cap must be >= 0 (got {self.base_s}, {self.cap_s})"
+            )
         if self.cap_s < self.base_s:
             raise InputError(f"backoff {self.name}: cap {self.cap_s} s is below base {self.base_s} s")
 

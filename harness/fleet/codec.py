@@ -53,8 +53,9 @@ def connect(client_id: str, keepalive: int = 30, clean_session: bool = True) -> 
     return b"\x10" + _remaining(len(body)) + body
 
 
-def publish(topic: str, payload: bytes, qos: int = 0, packet_id: int = 0, *, dup: bool = False,
-            retain: bool = False) -> bytes:
+def publish(
+    topic: str, payload: bytes, qos: int = 0, packet_id: int = 0, *, dup: bool = False, retain: bool = False
+) -> bytes:
     header = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
     t = topic.encode()
     var = struct.pack("!H", len(t)) + t + (struct.pack("!H", packet_id) if qos else b"")
@@ -161,8 +162,14 @@ class Reader:
             if qos:
                 pid = (body[pos] << 8) | body[pos + 1]
                 pos += 2
-            return Publish(body[2 : 2 + tlen].decode(errors="replace"), body[pos:], qos, pid,
-                           bool(first & 0x08), bool(first & 0x01))
+            return Publish(
+                body[2 : 2 + tlen].decode(errors="replace"),
+                body[pos:],
+                qos,
+                pid,
+                bool(first & 0x08),
+                bool(first & 0x01),
+            )
         if kind == PUBACK:
             if len(body) != 2:
                 raise ProtocolError("malformed PUBACK")

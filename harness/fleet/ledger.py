@@ -228,6 +228,9 @@ class Ledger:
     def _publish(self, m: Measurement, ctx: dict[str, Any]) -> None:
         device = ctx["device"]
         row = self._row(device)
+        if ctx.get("sent") is False:  # never left the device (send buffer full): not published, not expected
+            row.publish_failed += 1
+            return
         row.published += 1
         if m.exception is not None:
             row.publish_failed += 1
@@ -333,8 +336,9 @@ class Ledger:
         if m is None:
             return None
         start = int(m.context["t_ns"])
-        out = StormSummary(kind=m.name.partition(":")[2] or m.name, started_ns=start,
-                           op_s=round(m.response_time / 1000.0, 3))
+        out = StormSummary(
+            kind=m.name.partition(":")[2] or m.name, started_ns=start, op_s=round(m.response_time / 1000.0, 3)
+        )
         deltas: list[float] = []
         after: list[int] = []
         for times in self._connect_ok_ns.values():

@@ -15,6 +15,8 @@ from harness.errors import InputError
 from harness.records import Measurement
 
 Sink = Callable[[Measurement], None]
+#: One encoder for every line: ``json.dumps`` with custom separators would build a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 class Recorder:
@@ -49,7 +51,7 @@ class JsonlSink:
     def __call__(self, m: Measurement) -> None:
         if self._fh is None:
             return
-        self._fh.write(json.dumps(m.__dict__, separators=(",", ":")) + "\n")
+        self._fh.write(_ENCODER.encode(m.__dict__) + "\n")
         self.count += 1
 
     def close(self) -> None:
@@ -67,8 +69,12 @@ def read_jsonl(path: Path) -> Iterator[Measurement]:
             try:
                 data = json.loads(line)
                 yield Measurement(
-                    data["request_type"], data["name"], float(data["response_time"]),
-                    int(data.get("response_length", 0)), data.get("exception"), data.get("context") or {},
+                    data["request_type"],
+                    data["name"],
+                    float(data["response_time"]),
+                    int(data.get("response_length", 0)),
+                    data.get("exception"),
+                    data.get("context") or {},
                 )
             except (ValueError, KeyError, TypeError) as exc:
                 raise InputError(f"{path}:{lineno}: not a measurement record: {exc}") from None

@@ -1,4 +1,4 @@
-"""MQTT topic-filter matching (``+`` one level, ``#`` the rest), to know which subscriber should have got what."""
+"""MQTT topic-filter matching (``+`` one level, ``#`` the rest): which subscriber should have got what."""
 
 from __future__ import annotations
 

@@ -36,7 +36,8 @@ def results(report: Path) -> dict[str, object]:
 def test_unknown_suite_is_a_usage_error(tmp_path: Path) -> None:
     res = qualify("--suite", "nonsense", "--report-dir", str(tmp_path))
     assert res.returncode == 2
-    assert "unknown suite(s) nonsense; allowed: board" in res.stderr and "Traceback" not in res.stderr
+    assert "unknown suite(s) nonsense; allowed: board, discovery, mqtt_relay" in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_malformed_profile_is_a_usage_error(tmp_path: Path) -> None:
@@ -159,7 +160,8 @@ def test_every_suite_passes_on_all_four_profiles_in_one_run(tmp_path: Path) -> N
     """The main job's promise: board, discovery and relay suites on all four emulated boards, one report."""
     profiles = ["native-x86_64", "qemu-armv6l", "qemu-armv7l", "qemu-aarch64"]
     args = [a for p in profiles for a in ("--profile", p)]
-    res = qualify(*args, "--workers", "2", "--report-dir", str(tmp_path), timeout=2400)
+    suites = ["--suite", "board", "--suite", "discovery", "--suite", "mqtt_relay"]
+    res = qualify(*args, *suites, "--workers", "2", "--report-dir", str(tmp_path), timeout=2400)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     data = results(tmp_path)
     assert sorted(data["profiles"]) == sorted(profiles)  # type: ignore[arg-type]

@@ -1,0 +1,196 @@
+"""``harness load``: one fleet load run against the reference core on a profile's target, and its report.
+
+profile -> target on -> fresh cloud (core + N devices + device-group policy) -> discovery endpoint and core
+up -> fleet (asyncio engine in this process, or locust master/workers as subprocesses) -> report directory:
+results.json (with the ``load`` block), junit.xml, index.html, ``devices.csv`` (per-device counts) and
+``measurements.jsonl`` (every record, the one ``Measurement`` shape). A run that could not complete still
+writes a partial report and exits 3.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.errors import EXIT_INFRA, HarnessError, InputError
+from harness.fleet.checks import CheckOutcome, Thresholds, describe
+from harness.fleet.engine import EngineReport, FleetEngine
+from harness.fleet.ledger import CSV_FIELDS, Ledger, LedgerSummary
+from harness.fleet.plan import FleetConfig, make_plan
+from harness.fleet.sinks import JsonlSink
+from harness.fleet.stand import LoadStand
+from harness.profiles import DeviceProfile
+from harness.records import TestRecord
+
+MEASUREMENTS = "measurements.jsonl"
+DEVICES_CSV = "devices.csv"
+EngineChoice = Literal["asyncio", "locust"]
+
+
+@dataclass
+class LoadOptions:
+    profile: DeviceProfile
+    config: FleetConfig
+    report_dir: Path
+    engine: EngineChoice = "asyncio"
+    locust_workers: int = 2
+    faults: tuple[str, ...] = ()
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+@dataclass
+class LoadOutcome:
+    """What ``run_load`` produced; ``exit_status`` is the command's."""
+
+    exit_status: int
+    summary: LedgerSummary | None
+    checks: list[CheckOutcome]
+    report_dir: Path
+    block: dict[str, Any] | None = None
+    error: str = ""
+
+
+def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -> LoadOutcome:
+    """Run the load and write the report; never raises for an infrastructure failure (exit 3 instead)."""
+    from harness.report import Run, exit_status
+
+    say = progress or (lambda _m: None)
+    cfg = opts.config.validate()
+    if opts.engine == "locust" and cfg.storm:
+        raise InputError("--storm is only available with --engine asyncio (the harness restarts the core)")
+    if opts.engine == "locust" and cfg.sdk_devices:
+        raise InputError("--sdk-devices is only available with --engine asyncio")
+    opts.report_dir.mkdir(parents=True, exist_ok=True)
+    run = Run.start({opts.profile.name: {"arch": opts.profile.arch, "transport": opts.profile.transport}})
+    run.write(opts.report_dir)
+    summary: LedgerSummary | None = None
+    block: dict[str, Any] | None = None
+    checks: list[CheckOutcome] = []
+    started = time.monotonic()
+    try:
+        with LoadStand(opts.profile, cfg.devices, faults=opts.faults, progress=say) as stand:
+            plan = make_plan(cfg, stand.identities, discovery=stand.discovery, broker=stand.broker)
+            ledger = Ledger(d.thing for d in plan.devices)
+            if opts.engine == "asyncio":
+                jsonl = JsonlSink(opts.report_dir / MEASUREMENTS)
+                try:
+                    storm = stand.storm(cfg.storm) if cfg.storm else None
+                    report = FleetEngine(plan, [ledger, jsonl], storm=storm, progress=say).run_sync()
+                finally:
+                    jsonl.close()
+                generator = {
+                    "cpu_s": report.cpu_s,
+                    "rss_mb": report.rss_mb,
+                    "engine": "asyncio",
+                    "processes": 1,
+                }
+                timing = _timing(report)
+            else:
+                from harness.fleet.locust_run import run_locust
+
+                out = run_locust(plan, opts.report_dir / "locust", workers=opts.locust_workers, progress=say)
+                with (opts.report_dir / MEASUREMENTS).open("wb") as dst:
+                    for path in out.records:
+                        with path.open("rb") as src:
+                            shutil.copyfileobj(src, dst)
+                for m in out.measurements():
+                    ledger.add(m)
+                generator = {
+                    "cpu_s": round(out.generator_cpu_s, 3),
+                    "rss_mb": round(out.generator_rss_mb, 1),
+                    "engine": "locust",
+                    "processes": max(1, opts.locust_workers),
+                }
+                timing = {"wall_s": out.wall_s}
+        summary = ledger.summary()
+        block = {
+            **summary.load_block(),
+            "generator": generator,
+            "qos": cfg.qos,
+            "rate": cfg.rate,
+            "duration_s": cfg.duration_s,
+            "connect_rate": cfg.connect_rate,
+            "backoff": str(cfg.backoff),
+            "engine": opts.engine,
+            "faults": sorted(opts.faults),
+            **timing,
+        }
+        write_devices_csv(opts.report_dir / DEVICES_CSV, summary)
+        checks = opts.thresholds.evaluate(summary, cfg.qos)
+        run.load = block
+        run.add(
+            TestRecord(
+                id="load.run",
+                suite="load",
+                profile=opts.profile.name,
+                outcome="passed",
+                duration_s=round(time.monotonic() - started, 2),
+                requirement="the load ran to completion, bounded in count and time",
+                source="issue #6; scenarios.md load",
+                evidence=describe(summary),
+                message=f"{summary.connected}/{summary.devices} connected, "
+                f"{summary.received} received, {summary.lost} lost",
+            )
+        )
+        for c in checks:
+            run.add(
+                TestRecord(
+                    id=c.id,
+                    suite="load",
+                    profile=opts.profile.name,
+                    outcome="passed" if c.ok else "failed",
+                    requirement=c.requirement,
+                    source="harness load thresholds",
+                    evidence=c.message,
+                    message=c.message,
+                )
+            )
+        run.finish()
+        run.write(opts.report_dir)
+        return LoadOutcome(exit_status(run), summary, checks, opts.report_dir, block)
+    except HarnessError as exc:
+        if isinstance(exc, InputError):
+            raise
+        run.add(
+            TestRecord(
+                id="load.run",
+                suite="load",
+                profile=opts.profile.name,
+                outcome="error",
+                duration_s=round(time.monotonic() - started, 2),
+                requirement="the load ran to completion",
+                source="issue #6",
+                evidence=str(exc),
+                message=str(exc).splitlines()[0][:300],
+                properties={"infra": "1"},
+            )
+        )
+        run.finish(partial=True, reason=str(exc).splitlines()[0][:300])
+        run.write(opts.report_dir)
+        return LoadOutcome(EXIT_INFRA, summary, checks, opts.report_dir, block, error=str(exc))
+
+
+def _timing(report: EngineReport) -> dict[str, Any]:
+    out: dict[str, Any] = {"wall_s": round(report.ended_unix - report.started_unix, 2)}
+    if report.publish_start_unix and report.publish_end_unix:
+        out["telemetry_s"] = round(report.publish_end_unix - report.publish_start_unix, 2)
+    if report.overran:
+        out["overran"] = True
+    if report.storm_error:
+        out["storm_error"] = report.storm_error
+    return out
+
+
+def write_devices_csv(path: Path, summary: LedgerSummary) -> Path:
+    """Per-device counts, one row per device (the CSV a user sorts to find the worst devices)."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for row in summary.rows:
+            writer.writerow(row.to_row())
+    return path
