@@ -1,4 +1,4 @@
-"""The fast fleet engine: devices batched into cohorts that share one simpy timer, numpy for the per-device work.
+"""The fast fleet engine: devices batched into cohorts sharing one simpy timer, numpy for per-device work.
 
 Why it is fast yet computes the same model as ``naive``:
 
@@ -23,6 +23,7 @@ the newest connection first, or per-device timeouts that change mid-attempt, wou
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import time
@@ -40,7 +41,7 @@ from harness.sim.server import TokenBucket
 
 
 class _Calendar:
-    """Pending attempts grouped into cohorts: cohort k holds the attempts arriving in [k*width, (k+1)*width)."""
+    """Pending attempts in cohorts: cohort k holds the attempts arriving in [k*width, (k+1)*width)."""
 
     def __init__(self, width: float) -> None:
         self.width = width
@@ -58,11 +59,14 @@ class _Calendar:
         if times.size == 0:
             return
         keys = np.maximum((times / self.width).astype(np.int64), earliest)
-        order = np.argsort(keys, kind="stable")
+        low = int(keys.min())
+        span = keys - low
+        # Keys span a few hundred cohorts at most (cap / width), so a 16-bit radix sort does the grouping.
+        order = np.argsort(span.astype(np.uint16) if int(span.max()) < 65536 else span, kind="stable")
         keys, times, ids = keys[order], times[order], ids[order]
-        uniq, first = np.unique(keys, return_index=True)
+        first = np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1))
         bounds = [*first.tolist(), keys.size]
-        for j, key in enumerate(uniq.tolist()):
+        for j, key in enumerate(keys[first].tolist()):
             chunk = (times[bounds[j] : bounds[j + 1]], ids[bounds[j] : bounds[j + 1]])
             if key in self._cohorts:
                 self._cohorts[key].append(chunk)
@@ -96,10 +100,9 @@ class _CohortFleet:
         self.timeline = Timeline(config.sample_s, config.horizon_s)
         self.counters = Counters()
         self.slots = [0.0] * config.concurrency  # heap of the times each handshake slot is next free
-        self.bucket = (
-            TokenBucket(config.rate_limit_per_s, config.burst) if config.rate_limit_per_s else None
-        )
-        self.calendar = _Calendar(config.connect_timeout_s)
+        self.waiting: list[float] = []  # heap of the times queued attempts leave the queue (backlog only)
+        self.bucket = TokenBucket(config.rate_limit_per_s, config.burst) if config.rate_limit_per_s else None
+        self.calendar = _Calendar(config.connect_timeout_s + 0.5 * config.network_delay_s)
         self.env = simpy.Environment()
 
     def run(self) -> None:
@@ -116,10 +119,12 @@ class _CohortFleet:
             key, times, ids = self.calendar.pop()
             self._serve(key, times, ids)
 
-    def _schedule(self, times: np.ndarray, ids: np.ndarray, earliest: int) -> None:
-        """Queue next attempts; those falling while the core is down fail there and back off, as arrays."""
+    def _schedule(self, ready: np.ndarray, ids: np.ndarray, earliest: int) -> None:
+        """Queue the next attempts of devices ready to try at ``ready``; they reach the core one network
+        delay later. Attempts that find the core down fail and back off here, as whole arrays."""
         cfg = self.config
         down, fail_s = down_until(cfg), down_failure_s(cfg)
+        times = ready + self._network_delay(ready.size)
         while times.size:
             hit = times < down
             if not hit.any():
@@ -128,10 +133,12 @@ class _CohortFleet:
             self.attempts[who] += 1
             self.timeline.add("attempt", t)
             self.counters.down_failures += int(t.size)
-            times = times.copy()
-            times[hit] = t + fail_s + self._backoff(who)
+            times[hit] = t + fail_s + self._backoff(who) + self._network_delay(t.size)
         keep = times <= cfg.horizon_s
         self.calendar.add(times[keep], ids[keep], earliest)
+
+    def _network_delay(self, n: int) -> np.ndarray:
+        return self.config.network_delay_s * self.rng.uniform(0.5, 1.5, size=n)
 
     def _backoff(self, who: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -147,61 +154,80 @@ class _CohortFleet:
         cfg, tl = self.config, self.timeline
         self.attempts[ids] += 1
         tl.add("attempt", arrivals)
-        tl.add("queue_in", arrivals)
         service = cfg.handshake.draw(self.rng, arrivals.size)
-        starts = self._fifo(arrivals, service)
+        starts, rejected = self._fifo(arrivals, service)
         started = ~np.isnan(starts)
         deadline = arrivals + cfg.connect_timeout_s
         done = starts + service
         ok = started & (done <= deadline)
+        n_rejected = int(rejected.sum())
         self.counters.handshakes += int(started.sum())
         self.counters.wasted_handshakes += int((started & ~ok).sum())
-        self.counters.timeouts += int(ok.size - ok.sum())
-        tl.add("queue_out", np.where(started, starts, deadline))
+        self.counters.rejected += n_rejected
+        self.counters.timeouts += int(ok.size - ok.sum()) - n_rejected
+        queued = ~rejected
+        tl.add("queue_in", arrivals[queued])
+        tl.add("queue_out", np.where(started, starts, deadline)[queued])
         self.connected_at[ids[ok]] = done[ok]
         tl.add("connect", done[ok])
         failed = ids[~ok]
         if failed.size:
             self._schedule(deadline[~ok] + self._backoff(failed), failed, earliest=key + 1)
 
-    def _fifo(self, arrivals: np.ndarray, service: np.ndarray) -> np.ndarray:
-        """Start time of each attempt (NaN: abandoned), continuing the core's state from the last cohort.
+    def _fifo(self, arrivals: np.ndarray, service: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Start time of each attempt (NaN: not started) and whether a full backlog turned it away.
 
-        The inner loop of the engine, so it works on Python floats and inlines the token bucket
-        (``TokenBucket.start_time``/``take``, whose state it writes back).
+        Continues the core's state (slots, token bucket, backlog) from the last cohort. An attempt starts at
+        ``max(arrival, earliest free slot, token ready time)`` and is abandoned when that is past its
+        deadline; abandoning changes nothing, so a whole run of abandoned attempts (a storm's overload) is
+        skipped with one bisection. This is the engine's inner loop, hence Python floats and the token
+        bucket inlined (``TokenBucket.ready``/``take``, whose state it writes back).
         """
-        timeout = self.config.connect_timeout_s
-        heap = self.slots
-        replace = heapq.heapreplace
+        n = arrivals.size
         ts, sv = arrivals.tolist(), service.tolist()
-        starts = [math.nan] * len(ts)
-        if self.bucket is None:
-            for i, a in enumerate(ts):
-                free = heap[0]
-                s = a if a > free else free
-                if s <= a + timeout:
-                    replace(heap, s + sv[i])
-                    starts[i] = s
-            return np.asarray(starts)
+        deadlines = (arrivals + self.config.connect_timeout_s).tolist()
+        starts = [math.nan] * n
+        rejected = np.zeros(n, dtype=bool)
+        heap, replace = self.slots, heapq.heapreplace
         bucket = self.bucket
-        rate, burst, level, stamp = bucket.rate, bucket.burst, bucket.level, bucket.stamp
-        for i, a in enumerate(ts):
+        rate, burst, level, stamp = (
+            (bucket.rate, bucket.burst, bucket.level, bucket.stamp) if bucket else (1.0, 1.0, 1.0, 0.0)
+        )
+        ready = bucket.ready() if bucket else -math.inf
+        backlog = self.config.backlog
+        waiting, push, pop = self.waiting, heapq.heappush, heapq.heappop
+        i = 0
+        while i < n:
+            a = ts[i]
+            if backlog is not None:
+                while waiting and waiting[0] <= a:
+                    pop(waiting)
+                if len(waiting) >= backlog:
+                    rejected[i] = True
+                    i += 1
+                    continue
             free = heap[0]
-            s = a if a > free else free
-            if s < stamp:
-                s = stamp
-            tokens = level + (s - stamp) * rate
-            if tokens > burst:
-                tokens = burst
-            if tokens < 1.0:
-                s += (1.0 - tokens) / rate
-                tokens = 1.0
-            if s <= a + timeout:
-                level, stamp = tokens - 1.0, s
-                replace(heap, s + sv[i])
-                starts[i] = s
-        bucket.level, bucket.stamp = level, stamp
-        return np.asarray(starts)
+            m = free if free > ready else ready
+            if m > deadlines[i]:  # abandoned
+                if backlog is None:
+                    i = bisect.bisect_left(deadlines, m, i + 1)
+                else:
+                    push(waiting, deadlines[i])
+                    i += 1
+                continue
+            s = a if a > m else m
+            replace(heap, s + sv[i])
+            starts[i] = s
+            if bucket is not None:
+                level = min(burst, level + (s - stamp) * rate) - 1.0
+                stamp = s
+                ready = s + (1.0 - level) / rate if level < 1.0 else s
+            if backlog is not None and s > a:
+                push(waiting, s)
+            i += 1
+        if bucket is not None:
+            bucket.level, bucket.stamp = level, stamp
+        return np.asarray(starts), rejected
 
 
 def run_cohort(config: SimConfig) -> SimMetrics:

@@ -1,8 +1,8 @@
-"""What a fleet-model run simulates: the core's accept capacity, the disruption and the devices' reconnect policy.
+"""What a fleet-model run simulates: the core's accept capacity, the disruption, the devices' backoff policy.
 
-One frozen dataclass goes into every engine (``SimConfig``), so the simpy reference model and the cohort engine
-cannot drift apart in what they are told. Validation happens when the config is built and raises ``InputError``
-naming the field, because configs come from the command line and from calibration files.
+One frozen dataclass goes into every engine (``SimConfig``), so the simpy reference model and the cohort
+engine cannot drift apart in what they are told. Validation happens when the config is built and raises
+``InputError`` naming the field, because configs come from the command line and from calibration files.
 """
 
 from __future__ import annotations
@@ -105,6 +105,11 @@ class SimConfig:
         devices notice at once; it refuses connections for ``outage_s`` (each refused attempt fails after
         ``refused_s``).
 
+    ``backlog`` bounds the accept queue (None: unbounded); an attempt finding it full is dropped silently and
+    its client times out. Every attempt reaches the core ``network_delay_s`` x uniform(0.5, 1.5) after the
+    device starts it: real networks never deliver two devices' packets at the same instant, and without this
+    un-jittered policies put whole waves on exactly the same timestamps.
+
     ``horizon_s`` bounds simulated time: a device not reconnected by then counts as not reconnected.
     """
 
@@ -116,7 +121,9 @@ class SimConfig:
     concurrency: int = 8
     rate_limit_per_s: float | None = None
     rate_burst: float | None = None
+    backlog: int | None = None
     connect_timeout_s: float = 5.0
+    network_delay_s: float = 0.002
     event: Event = "outage"
     outage_s: float = 30.0
     keepalive_s: float = 60.0
@@ -133,14 +140,23 @@ class SimConfig:
             raise InputError(f"policy: {self.policy!r} is not one of {', '.join(POLICIES)}")
         if self.event not in EVENTS:
             raise InputError(f"event: {self.event!r} is not one of {', '.join(EVENTS)}")
-        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
+        if (
+            isinstance(self.concurrency, bool)
+            or not isinstance(self.concurrency, int)
+            or self.concurrency < 1
+        ):
             raise InputError(f"concurrency: must be a whole number >= 1, got {self.concurrency!r}")
+        if self.backlog is not None and (
+            isinstance(self.backlog, bool) or not isinstance(self.backlog, int) or self.backlog < 0
+        ):
+            raise InputError(f"backlog: must be a whole number >= 0 (or unset), got {self.backlog!r}")
         _positive("connect_timeout_s", self.connect_timeout_s)
         _positive("keepalive_s", self.keepalive_s)
         _positive("refused_s", self.refused_s)
         _positive("horizon_s", self.horizon_s)
         _positive("sample_s", self.sample_s)
         _non_negative("base_s", self.base_s)
+        _non_negative("network_delay_s", self.network_delay_s)
         _non_negative("outage_s", self.outage_s)
         _non_negative("ping_timeout_fraction", self.ping_timeout_fraction)
         if self.policy in ("exponential", "full", "equal", "decorrelated") and self.base_s <= 0:
@@ -154,7 +170,7 @@ class SimConfig:
 
     @property
     def burst(self) -> float:
-        """Token-bucket depth: by default one token per handshake slot, so an idle core can fill every slot."""
+        """Token-bucket depth: by default one token per handshake slot, so an idle core fills every slot."""
         return self.rate_burst if self.rate_burst is not None else float(max(self.concurrency, 1))
 
     @property

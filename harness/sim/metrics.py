@@ -63,12 +63,13 @@ class Counters:
     handshakes: int = 0
     wasted_handshakes: int = 0
     timeouts: int = 0
+    rejected: int = 0
     down_failures: int = 0
 
 
 @dataclass(eq=False)
 class Series:
-    """Time series sampled every ``sample_s`` seconds; element k describes the end of bin k, (k+1)*sample_s."""
+    """Time series sampled every ``sample_s`` seconds; element k is the end of bin k: (k+1)*sample_s."""
 
     sample_s: float
     reconnected_fraction: np.ndarray
@@ -80,7 +81,8 @@ class Series:
         return (np.arange(self.reconnected_fraction.size) + 1) * self.sample_s
 
     def downsampled(self, points: int) -> Series:
-        """At most ``points`` samples (every k-th end-of-bin value; rates averaged over the k bins)."""
+        """At most ``points`` samples of k bins each: the reconnected fraction at the end of each, the rates
+        averaged over it and the queue's highest sample in it (so the peak survives)."""
         n = self.reconnected_fraction.size
         k = max(1, math.ceil(n / max(points, 1)))
         if k == 1:
@@ -91,11 +93,15 @@ class Series:
             head = a[:m].reshape(-1, k).mean(axis=1)
             return np.append(head, a[m:].mean()) if m < n else head
 
+        def peak(a: np.ndarray) -> np.ndarray:
+            head = a[:m].reshape(-1, k).max(axis=1)
+            return np.append(head, a[m:].max()) if m < n else head
+
         pick = np.append(np.arange(k - 1, m, k), n - 1) if m < n else np.arange(k - 1, m, k)
         return Series(
             sample_s=self.sample_s * k,
             reconnected_fraction=self.reconnected_fraction[pick],
-            queue=self.queue[pick],
+            queue=peak(self.queue),
             connects_per_s=mean(self.connects_per_s),
             attempts_per_s=mean(self.attempts_per_s),
         )
@@ -135,6 +141,7 @@ class SimMetrics:
     handshakes: int
     wasted_handshakes: int
     timeouts: int
+    rejected: int
     down_failures: int
     peak_connect_rate_per_s: float
     peak_attempt_rate_per_s: float
@@ -221,6 +228,7 @@ def summarize(
         handshakes=counters.handshakes,
         wasted_handshakes=counters.wasted_handshakes,
         timeouts=counters.timeouts,
+        rejected=counters.rejected,
         down_failures=counters.down_failures,
         peak_connect_rate_per_s=_peak_rate(c["connect"], dt),
         peak_attempt_rate_per_s=_peak_rate(c["attempt"], dt),

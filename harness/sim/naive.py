@@ -30,9 +30,7 @@ class _Fleet:
         self.config = config
         self.env = simpy.Environment()
         self.slots = simpy.Resource(self.env, capacity=config.concurrency)
-        self.bucket = (
-            TokenBucket(config.rate_limit_per_s, config.burst) if config.rate_limit_per_s else None
-        )
+        self.bucket = TokenBucket(config.rate_limit_per_s, config.burst) if config.rate_limit_per_s else None
         self.rng = random.Random(config.seed)
         self.connected_at = np.full(config.devices, np.inf)
         self.attempts = np.zeros(config.devices, dtype=np.int64)
@@ -41,6 +39,7 @@ class _Fleet:
         self.connect_times: list[float] = []
         self.queue_in: list[float] = []
         self.queue_out: list[float] = []
+        self.waiting = 0  # attempts queued for a slot or a token, for the backlog limit
 
     def device(self, index: int) -> Generator[simpy.Event, Any, None]:
         """One device: notice the disruption, then attempt, time out or fail, back off, until connected."""
@@ -49,6 +48,7 @@ class _Fleet:
         failures = 0
         previous = cfg.base_s
         while True:
+            yield env.timeout(cfg.network_delay_s * rng.uniform(0.5, 1.5))
             self.attempts[index] += 1
             self.attempt_times.append(env.now)
             if env.now < down_until(cfg):
@@ -68,25 +68,31 @@ class _Fleet:
         """One connection attempt against a running core; True when the handshake finished in time."""
         cfg, env = self.config, self.env
         deadline = env.now + cfg.connect_timeout_s
+        if cfg.backlog is not None and self.waiting >= cfg.backlog:
+            # Backlog full: the core drops the connection silently and the client times out.
+            yield env.timeout(cfg.connect_timeout_s)
+            self.counters.rejected += 1
+            return False
         self.queue_in.append(env.now)
+        self.waiting += 1
         req = self.slots.request()
         yield req | env.timeout(cfg.connect_timeout_s)
         if not req.triggered:  # still queued at the deadline: renege
             req.cancel()
-            self.queue_out.append(env.now)
+            self._dequeue()
             self.counters.timeouts += 1
             return False
         start = self.bucket.start_time(env.now) if self.bucket else env.now
         if start > deadline:  # the rate limit would start it too late: give the slot back, wait, fail
             self.slots.release(req)
             yield env.timeout(deadline - env.now)
-            self.queue_out.append(env.now)
+            self._dequeue()
             self.counters.timeouts += 1
             return False
         if self.bucket:
             self.bucket.take(start)
         yield env.timeout(start - env.now)
-        self.queue_out.append(env.now)
+        self._dequeue()
         self.counters.handshakes += 1
         service = cfg.handshake.draw_one(self.rng)
         if start + service <= deadline:
@@ -99,6 +105,10 @@ class _Fleet:
         self.counters.wasted_handshakes += 1
         self.counters.timeouts += 1
         return False
+
+    def _dequeue(self) -> None:
+        self.queue_out.append(self.env.now)
+        self.waiting -= 1
 
     def _finish_abandoned(self, req: Request, service: float) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(service)

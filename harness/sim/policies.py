@@ -1,7 +1,8 @@
-"""Reconnect backoff policies, with the semantics of the AWS Architecture Blog post "Exponential Backoff And Jitter".
+"""Reconnect backoff policies, as in the AWS Architecture Blog post "Exponential Backoff And Jitter".
 
-``n`` is the number of failed attempts so far (1 before the first retry), exactly as in the simulator published
-with that post, so ``exponential`` sleeps ``min(cap, base * 2**n)``: 2 x base before the first retry.
+``n`` is the number of failed attempts so far (1 before the first retry), exactly as in the simulator
+published with that post, so ``exponential`` sleeps ``min(cap, base * 2**n)``, 2 x base before the first
+retry.
 
     none          0 (retry at once)
     fixed         base

@@ -23,11 +23,13 @@ class TokenBucket:
     def _level_at(self, t: float) -> float:
         return min(self.burst, self.level + (t - self.stamp) * self.rate)
 
+    def ready(self) -> float:
+        """When the next token is free (never before the last reservation)."""
+        return self.stamp + (1.0 - self.level) / self.rate if self.level < 1.0 else self.stamp
+
     def start_time(self, t: float) -> float:
         """The earliest time at or after ``t`` when a token is free for this reservation."""
-        t = max(t, self.stamp)
-        level = self._level_at(t)
-        return t if level >= 1.0 else t + (1.0 - level) / self.rate
+        return max(t, self.ready())
 
     def take(self, start: float) -> None:
         """Spend one token at ``start`` (a value ``start_time`` returned)."""
