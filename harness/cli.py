@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_optional(sub, "harness.qualify", "add_subparsers")
     _add_optional(sub, "harness.load_cli", "add_subparsers")
+    _add_optional(sub, "harness.simulate_cli", "add_subparsers")
     _add_optional(sub, "harness.cloud.cli", "add_subparsers")
     return parser
 
