@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.errors import HarnessError, InputError
+from harness.errors import InputError
 
 if TYPE_CHECKING:
     from harness.fleet.load import LoadOptions
@@ -178,20 +178,10 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m harness.load_cli``: the ``load`` command without the rest of the CLI."""
-    parser = argparse.ArgumentParser(prog="harness")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_subparsers(sub)
-    args = parser.parse_args(["load", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        return int(args.func(args))
-    except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return exc.exit_status
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return 130
+    """``python -m harness.load_cli``: the ``load`` command alone, with the CLI's error handling."""
+    from harness.cli import main as cli_main
 
+    return cli_main(["load", *(sys.argv[1:] if argv is None else argv)])
 
 if __name__ == "__main__":
     sys.exit(main())

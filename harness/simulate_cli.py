@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, InputError
+from harness.errors import InputError
 
 EPILOG = """\
 Times are seconds since the disruption; every device is connected before it. Flags given explicitly win
@@ -255,22 +255,10 @@ def _policies(text: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``harness simulate`` on its own: same flags, same exit statuses (2 for bad input)."""
-    from harness.cli import _Parser
+    """``python -m harness.simulate_cli``: the ``simulate`` command alone, with the CLI's error handling."""
+    from harness.cli import main as cli_main
 
-    parser = _Parser(prog="harness")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    add_subparsers(sub)
-    args = parser.parse_args(["simulate", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args))
-    except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return exc.exit_status
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return 130
-
+    return cli_main(["simulate", *(sys.argv[1:] if argv is None else argv)])
 
 if __name__ == "__main__":
     sys.exit(main())
