@@ -187,12 +187,13 @@ def test_target_dies_with_a_killed_harness() -> None:
         "t = QemuUserTarget(find_profile('native-x86_64')); t.power_on()\n"
         "t.popen(['sleep', '1000'])\n"
         "import time; time.sleep(0.5)\n"
-        "print(' '.join(map(str, t.cgroup.pids())), flush=True)\n"
+        "print(t.workdir, t.cgroup.path, ' '.join(map(str, t.cgroup.pids())), flush=True)\n"
         "time.sleep(1000)\n"
     )
     proc = _spawn(code)
     assert proc.stdout is not None
-    pids = [int(p) for p in proc.stdout.readline().split()]
+    workdir, cgroup, *pid_words = proc.stdout.readline().split()
+    pids = [int(p) for p in pid_words]
     assert pids
     proc.kill()
     proc.wait(timeout=10)
@@ -200,10 +201,12 @@ def test_target_dies_with_a_killed_harness() -> None:
     while _alive(pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _alive(pids) == []
-    # the next harness collects the dead one's directory and cgroup
+    # the next harness collects the dead one's directory and cgroup (this call, or a target another test
+    # worker created meanwhile: both run the same collection)
     from harness.leaks import gc_stale_targets
 
-    assert gc_stale_targets()
+    gc_stale_targets()
+    assert not Path(workdir).exists() and not Path(cgroup).exists()
 
 
 def test_ctrl_c_on_exec_cleans_up() -> None:
