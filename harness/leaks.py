@@ -63,13 +63,41 @@ def target_dirs(base: Path | None = None) -> list[str]:
     return [str(p) for p in d.iterdir()] if d.exists() else []
 
 
+#: Leak probes of other subsystems ("module:function", each ``(base: Path) -> list[str]``); a module
+#: that is not there (yet) is skipped, anything else it raises is a leak-check failure.
+EXTRA_PROBES = (
+    "harness.targets.qemu_system_leaks:find_leaks",
+    "harness.net.leaks:find_leaks",
+    "harness.docker.leaks:find_leaks",
+    "harness.powerloss.leaks:find_leaks",
+)
+
+
+def _extra_leaks(base: Path) -> list[str]:
+    import importlib
+
+    out: list[str] = []
+    for spec in EXTRA_PROBES:
+        module, _, func = spec.partition(":")
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue
+            raise
+        out += getattr(mod, func)(base)
+    return out
+
+
 def find_leaks(base: Path | None = None) -> list[str]:
     """Everything a finished harness should not have left, as readable lines."""
+    base = base or state_dir()
     leaks = [f"process {p}" for p in harness_processes(base)]
     leaks += [f"loop device {line}" for line in loop_devices(base)]
     leaks += [f"mount {line}" for line in host_mounts(base)]
     leaks += [f"target directory {p}" for p in target_dirs(base)]
     leaks += [f"cgroup {g}" for g in leftover_groups()]
+    leaks += _extra_leaks(base)
     return leaks
 
 

@@ -32,6 +32,15 @@ APT_PACKAGES: dict[str, str] = {
     "gcc-aarch64-linux-gnu": "cross-builds the broker plugin for arm64 (aarch64)",
     "mosquitto-dev": "mosquitto's plugin headers for the broker plugin",
     "libmosquitto-dev": "mosquitto.h for the broker plugin",
+    "iproute2": "ip netns, veth and tc netem for network impairment between fleet and core",
+    "nftables": "hard partitions (drop rules) inside the harness's network namespaces",
+    "fuse3": "the power-loss layer: a FUSE file system that drops unflushed writes on a cut",
+    "libfuse3-3": "libfuse3.so for the power-loss layer (mfusepy binds it with ctypes)",
+    "qemu-system-arm": "full-system emulated ARM boards (virt, raspi0)",
+    "qemu-system-x86": "full-system x86_64 boards (KVM when /dev/kvm exists)",
+    "qemu-utils": "qemu-img for the full-system boards' disk images",
+    "podman": "the container engine on targets that claim docker",
+    "runc": "podman's OCI runtime (crun fails on hybrid cgroups)",
 }
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 BINFMT_HANDLERS = ("qemu-arm", "qemu-aarch64")

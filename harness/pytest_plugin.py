@@ -20,8 +20,15 @@ from harness.pytest_report import attach_profile, attach_record
 from harness.records import TestRecord
 from harness.targets.base import Target
 
-#: Core and cloud fixtures live in their own module (harness.pytest_core) and come with this plugin.
-pytest_plugins = ["harness.pytest_core"]
+#: Core, cloud and per-suite fixtures live in their own modules and come with this plugin.
+pytest_plugins = [
+    "harness.pytest_core",
+    "harness.pytest_nucleus",
+    "harness.pytest_ota",
+    "harness.pytest_power",
+    "harness.pytest_network",
+    "harness.pytest_docker",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,0 +1,3 @@
+"""pytest fixtures for the Docker application deployment connector (scenarios/docker)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""pytest fixtures for core-software update scenarios (scenarios/ota)."""
+
+from __future__ import annotations
