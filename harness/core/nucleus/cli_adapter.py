@@ -176,8 +176,8 @@ class CoreCli(abc.ABC):
         """The argv prefix that runs ``greengrass-cli``."""
 
     @abc.abstractmethod
-    def start_argv(self) -> list[str]:
-        """Start the core (returns once it serves the CLI, or fails)."""
+    def start_argv(self, env: Mapping[str, str] | None = None) -> list[str]:
+        """Start the core (returns once it serves the CLI, or fails), with extra environment ``env``."""
 
     @abc.abstractmethod
     def stop_argv(self, timeout: float) -> list[str]:
@@ -248,7 +248,9 @@ class GreengrassV2Adapter(CoreCli):
     def cli(self) -> list[str]:
         return [*self._sudo(), f"{self.root}/bin/greengrass-cli"]
 
-    def start_argv(self) -> list[str]:
+    def start_argv(self, env: Mapping[str, str] | None = None) -> list[str]:
+        if env:  # a systemd service does not take the caller's environment
+            raise TargetError(f"{self.service}: extra environment {sorted(env)} cannot reach a systemd unit")
         return [*self._sudo(), "systemctl", "start", self.service]
 
     def stop_argv(self, timeout: float) -> list[str]:
@@ -276,10 +278,14 @@ class ReferenceNucleusAdapter(CoreCli):
     def _nucleus(self) -> list[str]:
         return [f"{self.root}/bin/nucleus", "--root", self.root]
 
-    def start_argv(self) -> list[str]:
+    def start_argv(self, env: Mapping[str, str] | None = None) -> list[str]:
+        """``nucleus --daemon``; ``env`` (e.g. ``GG_CUTPOINT``) goes in front with ``env K=V``, so it reaches
+        the loader and every nucleus it launches on any target."""
         argv = [*self._nucleus(), "--daemon", "--timeout", "60"]
         for f in self.faults:
             argv += ["--fault", f]
+        if env:
+            argv = ["env", *(f"{k}={v}" for k, v in sorted(env.items())), *argv]
         return argv
 
     def stop_argv(self, timeout: float) -> list[str]:
@@ -289,10 +295,31 @@ class ReferenceNucleusAdapter(CoreCli):
         return [*self._nucleus(), "--status"]
 
     def install(self, target: Target) -> None:
-        """Copy the agent to ``<root>/lib/ggnucleus``, its settings, and two launchers to ``<root>/bin``."""
+        """Copy the agent to ``<root>/lib/ggnucleus`` (the loader and the CLI) and, as the first launch
+        directory ``alts/init``, the nucleus at its base version; settings; launchers in ``<root>/bin``.
+
+        Every install starts from the base version: ``alts`` is reset to ``current -> init`` and a
+        ``restart_panic`` marker or an unfinished nucleus update of an earlier session is removed.
+        """
+        from harness.core.nucleus.core_versions import BASE_VERSION, distro_files
+
         python = self.python or _find_python(target)
         for src in sorted(DEVICE_PACKAGE.glob("*.py")):
             target.put(src, f"{self.root}/lib/ggnucleus/{src.name}", mode=0o644)
+        reset = (
+            'rm -rf "$1/alts" "$1/deployments/ongoing" "$1/work/aws.greengrass.Nucleus/restart_panic"'
+        )
+        res = target.run(["sh", "-c", reset, "sh", self.root], timeout=60)
+        if not res.ok:
+            raise TargetError(f"{target.name}: resetting {self.root}/alts failed:\n{res.evidence()}")
+        with tempfile.TemporaryDirectory() as tmp:
+            for rel, data in distro_files(BASE_VERSION).items():
+                local = Path(tmp) / "f"
+                local.write_bytes(data)
+                target.put(local, f"{self.root}/alts/init/distro/{rel}", mode=0o644)
+        res = target.run(["ln", "-s", "init", f"{self.root}/alts/current"], timeout=60)
+        if not res.ok:
+            raise TargetError(f"{target.name}: linking {self.root}/alts/current failed:\n{res.evidence()}")
         _put_text(target, f"{self.root}/config/agent.json", self.settings.to_json() + "\n", 0o644)
         for name, module, call in (
             ("nucleus", "control", "main()"),

@@ -109,10 +109,14 @@ class NucleusDriver:
     def is_running(self) -> bool:
         return self.target.run(self.cli.running_argv(), timeout=60).ok
 
-    def start(self, timeout: float = 90.0) -> None:
-        """Start the core and return once its CLI answers."""
+    def start(self, timeout: float = 90.0, env: Mapping[str, str] | None = None) -> None:
+        """Start the core and return once its CLI answers.
+
+        ``env`` is extra environment for the core, e.g. ``{"GG_CUTPOINT": "launch.new_linked",
+        "GG_CUTPOINT_MARKER": "/tmp/cut"}`` for a power-loss test (see ``device/cutpoints.py``).
+        """
         if not self.is_running():
-            self._run(self.cli.start_argv(), "starting the nucleus", timeout)
+            self._run(self.cli.start_argv(env), "starting the nucleus", timeout)
         self._wait(lambda: self._try_components(), timeout, "the nucleus to answer `component list`")
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -178,12 +182,23 @@ class NucleusDriver:
         res = self._run(self.cli.deployment_status(deployment_id), "deployment status")
         return parse_status(res.stdout, deployment_id)
 
-    def wait_deployment(self, deployment_id: str, timeout: float) -> DeploymentInfo:
-        """Poll ``deployment status`` until it is SUCCEEDED, FAILED or CANCELED."""
+    def wait_deployment(
+        self, deployment_id: str, timeout: float, *, through_restart: bool = False
+    ) -> DeploymentInfo:
+        """Poll ``deployment status`` until it is SUCCEEDED, FAILED or CANCELED.
+
+        ``through_restart``: the deployment restarts the core (a nucleus update), so a CLI that does not
+        answer for a while is expected, not an error.
+        """
         last: list[DeploymentInfo] = []
 
         def done() -> DeploymentInfo | None:
-            info = self.deployment(deployment_id)
+            try:
+                info = self.deployment(deployment_id)
+            except NucleusCommandError:
+                if not through_restart:
+                    raise
+                return None
             last[:] = [info]
             if info.terminal:
                 self._finished.add(deployment_id)

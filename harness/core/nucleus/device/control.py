@@ -17,7 +17,8 @@ import time
 
 SOCKET_NAME = "nucleus-cli.socket"
 USAGE = (
-    "usage: nucleus --root DIR [--fault NAME]... [--timeout S] [--daemon | --foreground | --stop | --status]"
+    "usage: nucleus --root DIR [--fault NAME]... [--timeout S] [--daemon | --foreground [--kernel] | --stop"
+    " | --status]"
 )
 
 
@@ -26,7 +27,13 @@ def socket_path(root: str) -> str:
 
 
 def pid_path(root: str) -> str:
+    """The pid of the service: the loader under ``--daemon``, the nucleus itself under ``--foreground``."""
     return os.path.join(root, "run", "nucleus.pid")
+
+
+def kernel_pid_path(root: str) -> str:
+    """The pid of the nucleus the loader launched (``--kernel``)."""
+    return os.path.join(root, "run", "kernel.pid")
 
 
 def _alive(pid: int) -> bool:
@@ -69,7 +76,10 @@ def stop_daemon(root: str, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while _alive(pid):
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.killpg(pid, signal.SIGKILL)  # the loader leads its session: its nucleus goes too
+            except OSError:
+                os.kill(pid, signal.SIGKILL)
             print(f"nucleus pid {pid} did not stop within {timeout:g} s: killed", file=sys.stderr)
             return 1
         time.sleep(0.05)
@@ -79,7 +89,7 @@ def stop_daemon(root: str, timeout: float) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    root, faults, mode, timeout = "", [], "--foreground", 60.0
+    root, faults, mode, timeout, kernel = "", [], "--foreground", 60.0, False
     try:
         while args:
             a = args.pop(0)
@@ -89,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                 faults.append(args.pop(0))
             elif a == "--timeout":
                 timeout = float(args.pop(0))
+            elif a == "--kernel":
+                kernel = True
             elif a in ("--daemon", "--foreground", "--stop", "--status"):
                 mode = a
             else:
@@ -118,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if mode == "--daemon":
         return start_daemon(root, settings, timeout)
-    return serve(root, settings, None)
+    return serve(root, settings, None, kernel=kernel)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,16 @@ Layout under ``<root>`` (the Greengrass one where there is one): ``config/config
 ``work/<Component>``, ``logs/greengrass.log``, ``logs/<Component>.log``, ``deployments/<id>.json``,
 ``run/nucleus.pid`` and the CLI socket ``nucleus-cli.socket``.
 
-Started through ``ggnucleus.control`` (``<root>/bin/nucleus --root R --daemon [--fault F]...``).
+Started through ``ggnucleus.control`` (``<root>/bin/nucleus --root R --daemon [--fault F]...``), which runs
+the loader (``loader.py``); the loader runs this daemon from the launch directory ``alts/current``. The
+version is that launch directory's ``release.json`` (``release.py``); a deployment that merges
+``aws.greengrass.Nucleus`` is a core-software update (``nucleus_update.py``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import select
 import selectors
 import signal
 import socket
@@ -28,7 +30,8 @@ from collections.abc import Generator
 from typing import IO, Any
 
 from . import logs
-from .control import pid_path, read_pid, socket_path
+from .control import kernel_pid_path, pid_path, read_pid, socket_path
+from .cutpoints import cutpoint
 from .deploy import (
     CANCELED,
     FAILED,
@@ -43,13 +46,13 @@ from .deploy import (
     Store,
 )
 from .lifecycle import BROKEN, FINISHED, READY, RUNNING, STARTING, Component, ComponentSpec, StepProcess
+from .nucleus_update import NUCLEUS_NAME, NucleusUpdate, is_nucleus_update
 from .persist import CHANGED, REMOVED, Change, ConfigStore, read_json_durably, write_json_durably
 from .recipe import Step, platform_of
+from .release import load_release
 from .semver import is_version
 from .settings import AgentSettings
 
-NUCLEUS_NAME = "aws.greengrass.Nucleus"
-NUCLEUS_VERSION = "2.0.0-reference"
 #: Built-in services a ``component list`` shows besides deployed components (as a real core does).
 BUILTINS = {NUCLEUS_NAME: FINISHED, "aws.greengrass.Cli": RUNNING, "DeploymentService": RUNNING}
 MAX_REQUEST = 1 << 20
@@ -61,6 +64,10 @@ class Nucleus:
     def __init__(self, root: str, settings: AgentSettings) -> None:
         self.root = os.path.abspath(root)
         self.settings = settings
+        self.release = load_release()
+        self.version = str(self.release["version"])
+        #: 100 asks the loader to launch ``alts/current`` again (a nucleus update or its rollback).
+        self.exit_code = 0
         self.atomic = not settings.has("non_atomic_config_write")
         for d in ("config", "logs", "packages", "work", "deployments", "run"):
             os.makedirs(os.path.join(self.root, d), exist_ok=True)
@@ -140,6 +147,8 @@ class Nucleus:
         )
         env.update(comp.spec.setenv)
         env.update(step.setenv)
+        if self.release["defect"] == "breaks_components":
+            env["PATH"] = "/nonexistent"  # the release's regression: no component finds its commands
         work = os.path.join(self.root, "work", comp.name)
         os.makedirs(work, exist_ok=True)
         proc = StepProcess(
@@ -222,7 +231,7 @@ class Nucleus:
         self.log(
             "INFO",
             "nucleus-start",
-            version=NUCLEUS_VERSION,
+            version=self.version,
             root=self.root,
             faults=",".join(self.settings.faults) or "none",
         )
@@ -232,12 +241,12 @@ class Nucleus:
             changes.append((["system", "thingName"], CHANGED, self.settings.thing_name))
         if self.config.get(["system", "rootpath"]) != self.root:
             changes.append((["system", "rootpath"], CHANGED, self.root))
-        if self.config.get(["services", NUCLEUS_NAME, "version"]) != NUCLEUS_VERSION:
+        if self.config.get(["services", NUCLEUS_NAME, "version"]) != self.version:
             changes.append(
                 (
                     ["services", NUCLEUS_NAME],
                     CHANGED,
-                    {"componentType": "NUCLEUS", "version": NUCLEUS_VERSION},
+                    {"componentType": "NUCLEUS", "version": self.version},
                 )
             )
         self.config.commit(changes)
@@ -411,6 +420,9 @@ class Nucleus:
             deploymentId=rec.id,
         )
         yield True
+        if is_nucleus_update(rec.request):
+            yield from NucleusUpdate(self, rec).run()
+            return
         resumed = rec.plan is not None
         try:
             if rec.plan is None:
@@ -420,6 +432,7 @@ class Nucleus:
                 plan = planner.plan(rec.request)
                 rec.plan = plan.to_json()
                 self._save(rec)
+                cutpoint("deployment.planned")
             else:
                 plan = Plan.from_json(rec.plan)
         except DeploymentFailed as exc:
@@ -440,7 +453,9 @@ class Nucleus:
             )
             return
         self._commit(plan)
+        cutpoint("deployment.committed")
         self._apply(plan, resumed)
+        cutpoint("deployment.applied")
         yield True
         deadline = time.monotonic() + self.settings.deployment_timeout
         while True:
@@ -470,6 +485,7 @@ class Nucleus:
             ]
             waiting += [f"{n} (being removed)" for n in plan.remove if n in self.components]
             if not waiting:
+                cutpoint("deployment.finishing")
                 self._finish(rec, SUCCEEDED, "SUCCESSFUL")
                 return
             if now > deadline:
@@ -539,7 +555,7 @@ class Nucleus:
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         op = req.get("op")
         if op == "ping":
-            return {"ok": True, "version": NUCLEUS_VERSION}
+            return {"ok": True, "version": self.version}
         if op == "create":
             return self._create(req)
         if op == "status":
@@ -570,7 +586,7 @@ class Nucleus:
         for name, state in BUILTINS.items():
             cfg = {"runWithDefault": {"posixUser": "root"}} if name == NUCLEUS_NAME else None
             out.append(
-                {"componentName": name, "version": NUCLEUS_VERSION, "state": state, "configuration": cfg}
+                {"componentName": name, "version": self.version, "state": state, "configuration": cfg}
             )
         for name, comp in sorted(self.components.items()):
             out.append(
@@ -596,6 +612,8 @@ class Nucleus:
         update = req.get("configUpdate")
         if update is not None and not isinstance(update, dict):
             return {"error": "--update-config must be a JSON object"}
+        if NUCLEUS_NAME in merge and (len(merge) > 1 or remove):
+            return {"error": f"a core-software update merges {NUCLEUS_NAME} alone (no --merge, --remove)"}
         if not merge and not remove and not update:
             return {"error": "nothing to deploy: give --merge, --remove or --update-config"}
         for key in ("recipeDir", "artifactDir"):
@@ -636,13 +654,21 @@ def _redirect_stdio(root: str) -> None:
     os.close(out)
 
 
-def serve(root: str, settings: AgentSettings, ready_fd: int | None) -> int:
+def serve(root: str, settings: AgentSettings, ready_fd: int | None, *, kernel: bool = False) -> int:
+    """Run the nucleus until stopped; the exit status is 0, or 100 when it restarts for an update.
+
+    ``kernel``: launched by the loader, which owns ``run/nucleus.pid``; this process writes ``kernel.pid``.
+    """
+    pid_file = kernel_pid_path(root) if kernel else pid_path(root)
     try:
+        release = load_release()
+        if release["defect"] == "crash_on_start":
+            raise RuntimeError(f"nucleus {release['version']}: crash_on_start (a defect of this release)")
         nucleus = Nucleus(root, settings)
         nucleus.boot()
-        with open(pid_path(root) + "+", "w", encoding="utf-8") as fh:
+        with open(pid_file + "+", "w", encoding="utf-8") as fh:
             fh.write(f"{os.getpid()}\n")
-        os.replace(pid_path(root) + "+", pid_path(root))
+        os.replace(pid_file + "+", pid_file)
     except Exception as exc:
         traceback.print_exc()
         if ready_fd is not None:
@@ -656,14 +682,28 @@ def serve(root: str, settings: AgentSettings, ready_fd: int | None) -> int:
         nucleus.run()
     finally:
         try:
-            os.unlink(pid_path(root))
+            os.unlink(pid_file)
         except FileNotFoundError:
             pass
-    return 0
+    return nucleus.exit_code
+
+
+def _ping(root: str) -> bool:
+    """Whether the nucleus of ``root`` answers on its CLI socket."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(2.0)
+            conn.connect(socket_path(root))
+            conn.sendall(b'{"op": "ping"}\n')
+            return b'"ok": true' in conn.recv(4096)
+    except OSError:
+        return False
 
 
 def start_daemon(root: str, settings: AgentSettings, timeout: float) -> int:
-    """Fork the daemon into the background; return once it serves the CLI socket (or failed)."""
+    """Fork the loader into the background; return once its nucleus serves the CLI socket (or it failed)."""
+    from .loader import Loader
+
     existing = read_pid(root)
     if existing is not None:
         print(f"nucleus already running, pid {existing}")
@@ -680,29 +720,41 @@ def start_daemon(root: str, settings: AgentSettings, timeout: float) -> int:
         _redirect_stdio(root)
         code = 1
         try:
-            code = serve(root, settings, w)
+            with open(pid_path(root) + "+", "w", encoding="utf-8") as fh:
+                fh.write(f"{os.getpid()}\n")
+            os.replace(pid_path(root) + "+", pid_path(root))
+            os.write(w, f"{os.getpid()}\n".encode())
+            os.close(w)
+            code = Loader(root, settings).run()
+        except BaseException:
+            traceback.print_exc()
         finally:
+            try:
+                os.unlink(pid_path(root))
+            except OSError:
+                pass
             os._exit(code)
     os.close(w)
     os.waitpid(pid, 0)
+    with os.fdopen(r, "rb") as fh:
+        answer = fh.read().decode(errors="replace").strip()
+    loader = int(answer) if answer.isdigit() else 0
     deadline = time.monotonic() + timeout
-    buf = b""
-    with os.fdopen(r, "rb", buffering=0) as fh:
-        while b"\n" not in buf and time.monotonic() < deadline:
-            ready, _, _ = select.select([fh], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                break
-            chunk = fh.read(4096)
-            if not chunk:
-                break
-            buf += chunk
-    answer = buf.decode(errors="replace").strip()
-    if answer.startswith("READY"):
-        print(f"nucleus started, pid {answer.split()[1]}")
-        return 0
-    detail = answer[6:] if answer.startswith("ERROR") else f"no answer within {timeout:g} s"
+    while loader and time.monotonic() < deadline:
+        if _ping(root):
+            print(f"nucleus started, pid {loader}")
+            return 0
+        try:
+            os.kill(loader, 0)
+        except OSError:
+            break
+        time.sleep(0.1)
+    detail = "the loader exited" if loader else "the loader did not start"
+    if loader and time.monotonic() >= deadline:
+        detail = f"no answer within {timeout:g} s"
     print(
-        f"nucleus failed to start: {detail} (see {os.path.join(root, 'logs', 'nucleus.out')})",
+        f"nucleus failed to start: {detail} (see {os.path.join(root, 'logs', 'loader.log')} and "
+        f"{os.path.join(root, 'logs', 'nucleus.out')})",
         file=sys.stderr,
     )
     return 1

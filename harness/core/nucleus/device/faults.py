@@ -13,6 +13,24 @@ FAULTS: dict[str, str] = {
     "non_atomic_config_write": (
         "config.tlog compaction and metadata files are rewritten in place without fsync (persistence)"
     ),
+    "rollback_disabled": (
+        "an update is never rolled back: the loader gives up after three failed starts, an unhealthy"
+        " nucleus stays, a failed V1 OTA job keeps the new version (O2, O3)"
+    ),
+    "health_check_always_passes": "after a nucleus update the health check passes whatever happens (O2)",
+    "update_scripts_unchecked": (
+        "the V1 OTA agent checks neither the managedRespawn scripts' presence, owner and mode nor their"
+        " exit status (O3)"
+    ),
+    "ota_requirements_unchecked": "the V1 OTA agent accepts any OS/architecture pair and any free space (O4)",
+    "downgrade_unchecked": "a nucleus update to the same or an older version is applied (O5)",
+    "non_atomic_launch_switch": (
+        "launch-directory links (alts/current, old, new, broken) are replaced by unlink + symlink, not by"
+        " rename (power loss)"
+    ),
+    "loader_counts_no_tries": (
+        "the loader never counts failed starts, so a version that fails to start boot-loops (power loss, O2)"
+    ),
 }
 
 

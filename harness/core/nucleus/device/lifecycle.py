@@ -153,7 +153,7 @@ class StepProcess:
         self.deadline = self.started + timeout if timeout else None
         self.timeout = timeout
         self.proc = subprocess.Popen(
-            ["sh", "-c", script],
+            ["/bin/sh", "-c", script],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -12,7 +12,9 @@ and certificate paths empty, corrupted metadata causing a boot loop). So:
 - Metadata files (deployment records, recipes) go the same way: ``X+``, then ``X -> X~``, ``X+ -> X``.
 
 ``crash_point`` names every step in between; tests set ``GGNUCLEUS_CRASH_AT`` to die there as a power cut
-would (SIGKILL, nothing flushed by Python). The ``non_atomic_config_write`` fault writes in place instead.
+would (SIGKILL, nothing flushed by Python); ``cutpoints`` names the points a power-loss test freezes
+at (``config.tlog.append``, ``meta.between_renames``). The ``non_atomic_config_write`` fault writes in
+place instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import os
 import signal
 import time
 from typing import Any
+
+from .cutpoints import cutpoint
 
 CRASH_ENV = "GGNUCLEUS_CRASH_AT"
 TLOG = "config.tlog"
@@ -88,6 +92,7 @@ def replace_durably(path: str, data: bytes, *, atomic: bool = True, point: str =
         os.replace(path, backup)
         fsync_dir(directory)
         crash_point(f"{point}:backup-moved")
+        cutpoint("meta.between_renames")
     os.replace(plus, path)
     fsync_dir(directory)
     crash_point(f"{point}:committed")
@@ -177,6 +182,7 @@ class ConfigStore:
                 os.fsync(fd)
                 crash_point("tlog:torn")
             _write_all(fd, blob)
+            cutpoint("config.tlog.append")
             os.fsync(fd)
         finally:
             os.close(fd)

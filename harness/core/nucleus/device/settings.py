@@ -31,6 +31,8 @@ class AgentSettings:
     error_reset_time: float = 3600.0
     #: A deployment still waiting for its components after this long is FAILED.
     deployment_timeout: float = 600.0
+    #: After a nucleus update, how long every auto-start component gets to be RUNNING/FINISHED.
+    health_check_timeout: float = 120.0
     #: Components must hold RUNNING/FINISHED this long before a deployment is SUCCEEDED, so a run step that
     #: fails right after starting is not reported as a success.
     deployment_stable: float = 1.0
