@@ -1,0 +1,278 @@
+"""A private podman: its own store, configuration and network namespace, removed completely on close.
+
+Tests must never touch the machine's global podman state, and podman's bridges, veth pairs and firewall rules
+must not appear on the host: every engine has a store under the harness state directory (vfs driver, so image
+layers need no mounts), its own containers.conf/storage.conf passed through ``CONTAINERS_CONF`` and
+``CONTAINERS_STORAGE_CONF``, and every podman or compose command runs inside a network namespace the engine
+creates (``ip netns add``), entered with ``nsenter --net`` (``ip netns exec`` would remount /sys and hide the
+cgroup mounts runc needs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import InfraError
+from harness.paths import state_dir
+
+#: runc from Debian: crun fails on this machine's hybrid cgroup layout.
+RUNTIME = "runc"
+#: Limits every container gets (runc refuses the unlimited defaults podman would copy from the host here).
+ULIMITS = ("nofile=1024:1024", "nproc=1024:1024")
+DEFAULT_TIMEOUT_S = 120.0
+ENGINE_FILE = "engine.json"
+NETNS_PREFIX = "ggdk-"
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """What one podman/compose command did."""
+
+    argv: list[str]
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def evidence(self, tail: int = 1500) -> str:
+        text = (self.stdout + ("\n" + self.stderr if self.stderr else "")).strip()
+        return f"$ {' '.join(self.argv)}\nexit {self.exit_status}\n{text[-tail:]}"
+
+
+def engines_dir(base: Path | None = None) -> Path:
+    return (base or state_dir()) / "docker"
+
+
+class PodmanEngine:
+    """One private container engine; ``close`` removes its containers, images, networks, store, namespace."""
+
+    def __init__(self, base: Path | None = None) -> None:
+        token = secrets.token_hex(4)
+        gc_stale_engines(base)
+        self.root = engines_dir(base) / f"engine-{os.getpid()}-{token}"
+        self.netns = f"{NETNS_PREFIX}{token}"
+        self.root.mkdir(parents=True, mode=0o700)
+        for sub in ("storage", "run", "tmp", "cni", "work"):
+            (self.root / sub).mkdir(mode=0o700)
+        (self.root / ENGINE_FILE).write_text(json.dumps({"owner": os.getpid(), "netns": self.netns}))
+        (self.root / "storage.conf").write_text(
+            "[storage]\n"
+            'driver = "vfs"\n'
+            f'graphroot = "{self.root / "storage"}"\n'
+            f'runroot = "{self.root / "run"}"\n'
+        )
+        ulimits = ", ".join(f'"{u}"' for u in ULIMITS)
+        (self.root / "containers.conf").write_text(
+            "[containers]\n"
+            f"default_ulimits = [{ulimits}]\n"
+            "[engine]\n"
+            f'runtime = "{RUNTIME}"\n'
+            'cgroup_manager = "cgroupfs"\n'
+            'events_logger = "file"\n'
+            f'events_logfile_path = "{self.root / "events.log"}"\n'
+            f'tmp_dir = "{self.root / "tmp"}"\n'
+            "[network]\n"
+            f'network_config_dir = "{self.root / "cni"}"\n'
+        )
+        self._closed = False
+        try:
+            _ip_netns("add", self.netns)
+        except InfraError:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    @property
+    def work(self) -> Path:
+        """Host-side scratch space of this engine (compose projects)."""
+        return self.root / "work"
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return _engine_env(self.root, extra)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        cwd: Path | None = None,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> EngineResult:
+        """Run ``argv`` in the engine's network namespace with its configuration; bounded by ``timeout``."""
+        full = ["nsenter", f"--net=/run/netns/{self.netns}", *argv]
+        try:
+            res = subprocess.run(
+                full,
+                input=input,
+                capture_output=True,
+                timeout=timeout,
+                cwd=cwd,
+                env=self.env(env),
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            out = (exc.stdout or b"").decode(errors="replace")[-800:]
+            raise InfraError(
+                f"{' '.join(argv)} did not finish within {timeout:g} s; last output:\n{out}"
+            ) from None
+        return EngineResult(
+            list(argv),
+            res.returncode,
+            res.stdout.decode(errors="replace"),
+            res.stderr.decode(errors="replace"),
+        )
+
+    def podman(
+        self, *args: str, timeout: float = DEFAULT_TIMEOUT_S, input: bytes | None = None
+    ) -> EngineResult:
+        return self.run(["podman", *args], timeout=timeout, input=input)
+
+    def containers(self, name_prefix: str = "") -> dict[str, str]:
+        """Containers of this engine (also stopped ones), name -> state."""
+        res = self.podman("ps", "-a", "--format", "json", timeout=60)
+        if not res.ok:
+            raise InfraError(f"listing containers failed:\n{res.evidence()}")
+        out: dict[str, str] = {}
+        for row in json.loads(res.stdout or "[]"):
+            for name in row.get("Names") or []:
+                if name.startswith(name_prefix):
+                    out[name] = str(row.get("State", ""))
+        return out
+
+    def logs(self, container: str) -> str:
+        res = self.podman("logs", container, timeout=60)
+        return res.stdout + res.stderr
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        _teardown(self.root, self.netns)
+
+
+def _engine_env(root: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["CONTAINERS_CONF"] = str(root / "containers.conf")
+    env["CONTAINERS_STORAGE_CONF"] = str(root / "storage.conf")
+    env["TMPDIR"] = str(root / "tmp")
+    env.pop("DOCKER_HOST", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _ip_netns(verb: str, name: str) -> None:
+    res = subprocess.run(["ip", "netns", verb, name], capture_output=True, text=True, timeout=30, check=False)
+    if res.returncode != 0:
+        raise InfraError(f"ip netns {verb} {name} failed: {res.stderr.strip()}")
+
+
+def netns_exists(name: str) -> bool:
+    return bool(name) and "/" not in name and Path("/run/netns", name).exists()
+
+
+def list_engine(root: Path) -> dict[str, list[str]]:
+    """Containers, images, networks and pods an engine directory still holds (empty lists when none)."""
+    info = read_engine_file(root)
+    netns = info.get("netns", "")
+    prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns and netns_exists(str(netns)) else []
+    out: dict[str, list[str]] = {}
+    queries = {
+        "container": ["ps", "-a", "--format", "{{.Names}}"],
+        "image": ["images", "--format", "{{.Repository}}:{{.Tag}}"],
+        "network": ["network", "ls", "--format", "{{.Name}}"],
+        "pod": ["pod", "ls", "--format", "{{.Name}}"],
+    }
+    for kind, args in queries.items():
+        try:
+            res = subprocess.run(
+                [*prefix, "podman", *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=_engine_env(root),
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            out[kind] = ["(podman did not answer within 60 s)"]
+            continue
+        names = [n for n in res.stdout.split() if n and n != "podman"]  # "podman": the built-in network
+        out[kind] = names
+    return out
+
+
+def read_engine_file(root: Path) -> dict[str, object]:
+    try:
+        data = json.loads((root / ENGINE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _teardown(root: Path, netns: str) -> None:
+    """Remove everything an engine made: containers (no grace period), store, mounts, network namespace."""
+    prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns_exists(netns) else []
+    env = _engine_env(root)
+    for args in (
+        ["pod", "rm", "-a", "-f"],
+        ["rm", "-a", "-f", "-t", "0"],
+        ["system", "reset", "--force"],
+    ):
+        try:
+            subprocess.run([*prefix, "podman", *args], capture_output=True, timeout=120, env=env, check=False)
+        except subprocess.TimeoutExpired:
+            pass
+    _unmount_under(root)
+    if netns_exists(netns):
+        _ip_netns("delete", netns)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _unmount_under(root: Path) -> None:
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return
+    points = sorted(
+        (f[1] for f in (ln.split() for ln in lines) if len(f) > 1 and f[1].startswith(str(root))),
+        key=len,
+        reverse=True,
+    )
+    for p in points:
+        subprocess.run(["umount", "-l", p], capture_output=True, timeout=30, check=False)
+
+
+def gc_stale_engines(base: Path | None = None) -> list[str]:
+    """Tear down engines whose owning harness process is gone (it was killed before it could close them)."""
+    removed: list[str] = []
+    d = engines_dir(base)
+    if not d.exists():
+        return removed
+    for root in d.glob("engine-*"):
+        info = read_engine_file(root)
+        owner = info.get("owner")
+        if isinstance(owner, int) and _alive(owner):
+            continue
+        _teardown(root, str(info.get("netns", "")))
+        removed.append(str(root))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
