@@ -50,12 +50,19 @@ class QemuUserTarget(Target):
     """A board emulated by chroot + qemu-user (or a native chroot when the architecture is the host's)."""
 
     def __init__(
-        self, profile: DeviceProfile, *, rootfs: Path | None = None, instance: str | None = None
+        self,
+        profile: DeviceProfile,
+        *,
+        rootfs: Path | None = None,
+        instance: str | None = None,
+        netns: Path | None = None,
     ) -> None:
+        """``netns``: a network namespace (``/run/netns/NAME``) the target lives in instead of the host's."""
         if profile.userland is None:
             raise TargetError(f"profile {profile.name}: a qemu-user target needs a userland")
         self.profile = profile
         self.name = profile.name
+        self.netns = netns
         self.kernel_is_host = True
         self.spec = RootfsSpec.from_userland(profile.userland)
         self._rootfs = rootfs
@@ -133,7 +140,9 @@ class QemuUserTarget(Target):
         }
         if self.disk_image is None:
             (self.workdir / "mnt" / "disk").mkdir(parents=True, exist_ok=True)
+        join_net = ["nsenter", f"--net={self.netns}", "--"] if self.netns else []
         argv = [
+            *join_net,
             "unshare",
             "--pid",
             "--mount",
@@ -306,6 +315,7 @@ class QemuUserTarget(Target):
             f"--target={self._init_pid}",
             "--mount",
             "--pid",
+            *(["--net"] if self.netns else []),
             "--root",
             f"--wdns={cwd or '/'}",
             "--",
