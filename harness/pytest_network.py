@@ -198,7 +198,7 @@ def net_record(
     control = nut.stand.control
     record_result(
         TestRecord(
-            id=test_id,
+            id=f"network.{test_id}",
             suite="network",
             profile=profile.name,
             outcome="passed" if ok else "failed",

@@ -64,6 +64,7 @@ class NetControl:
         self._netem: bool | None = None
         self.wires: dict[str, UserspaceWire] = {}
         self.wire_counters: dict[str, Any] = {}
+        topology.on_close.append(self.close)
 
     @property
     def backend(self) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.errors import InfraError
+
 from harness.net.topology import (
     ALLOC_DIR,
     harness_interfaces,
@@ -24,7 +26,7 @@ from harness.net.topology import (
 def _root_nft_tables() -> list[str]:
     try:
         out = run_cmd(["nft", "list", "tables"])
-    except Exception:  # noqa: BLE001 - nft missing: nothing of ours can exist either
+    except InfraError:  # nft missing: nothing of ours can exist either
         return []
     return [line for line in out.splitlines() if " ggn" in line]
 
@@ -41,7 +43,10 @@ def find_leaks(base: Path) -> list[str]:
     for name in harness_interfaces():
         slot = slot_of_interface(name)
         if slot in mine or slot not in allocs:
-            qdisc = run_cmd(["tc", "qdisc", "show", "dev", name]).strip()
+            try:
+                qdisc = run_cmd(["tc", "qdisc", "show", "dev", name]).strip()
+            except InfraError:
+                continue  # gone between the listing and now (a wire exiting)
             out.append(f"veth {name} (qdisc: {qdisc or 'none'})")
     out += [f"nft table in the root namespace: {t}" for t in _root_nft_tables()]
     out += [

@@ -22,7 +22,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -208,6 +208,8 @@ class Topology:
         self.slot: int | None = None
         self.netns = ""
         self.links: dict[str, Link] = {}
+        #: Called first by ``close()`` (a ``NetControl`` ends its wires and timers here).
+        self.on_close: list[Callable[[], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> Topology:
@@ -268,6 +270,11 @@ class Topology:
                 time.sleep(0.05)
 
     def close(self) -> None:
+        while self.on_close:
+            try:
+                self.on_close.pop()()
+            except InfraError:
+                pass  # the namespace goes anyway, and everything in it
         if self.slot is not None:
             destroy_slot(self.slot, self.netns)
             self.slot = None
