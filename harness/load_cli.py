@@ -83,6 +83,21 @@ def add_subparsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
         "--core-fault", action="append", default=[], help="start the reference core with a seeded defect"
     )
     p.add_argument("--seed", type=int, default=1, help="seed of roles, phases and backoff jitter")
+    p.add_argument(
+        "--revoked",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seeded defect: revoke N devices' certificates first; they must show up as never connected",
+    )
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --storm: predict this storm with the fleet model calibrated by FILE (a calibration.json "
+        "an earlier storm run wrote) and report the error of the time to 95 %% reconnected",
+    )
     g = p.add_argument_group("thresholds (each given one becomes a test row; a failure exits 1)")
     g.add_argument(
         "--max-loss", type=float, default=None, metavar="PCT", help="max %% of expected deliveries lost"
@@ -131,6 +146,15 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         storm_at_s=storm_at,
         reconnect_timeout_s=args.reconnect_timeout,
     ).validate()
+    if not 0 <= args.revoked <= args.devices:
+        raise InputError(f"--revoked must be 0..{args.devices} (the devices), got {args.revoked}")
+    calibration = None
+    if args.calibration is not None:
+        from harness.sim.calibration import load_calibration
+
+        if args.storm is None:
+            raise InputError("--calibration needs --storm restart|rotate (it predicts the storm)")
+        calibration = load_calibration(args.calibration)
     if args.locust_workers < 0 or args.locust_workers > 64:
         raise InputError(f"--locust-workers must be 0..64, got {args.locust_workers}")
     return LoadOptions(
@@ -140,6 +164,8 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         engine=args.engine,
         locust_workers=args.locust_workers,
         faults=tuple(sorted(check_faults(args.core_fault))),
+        calibration=calibration,
+        revoked=args.revoked,
         thresholds=Thresholds(
             max_loss_pct=args.max_loss,
             max_duplicates=args.max_duplicates,
@@ -182,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.cli import main as cli_main
 
     return cli_main(["load", *(sys.argv[1:] if argv is None else argv)])
+
 
 if __name__ == "__main__":
     sys.exit(main())

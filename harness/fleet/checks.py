@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from harness.fleet.ledger import LedgerSummary
+from harness.fleet.ledger import DeviceCounts, LedgerSummary
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Thresholds:
         if self.min_connected_pct is not None:
             pct = 100.0 * s.connected / s.devices if s.devices else 0.0
             ok = pct >= self.min_connected_pct
-            never = [r.device for r in s.rows if not r.connects][:5]
+            never = [_never_why(r) for r in s.rows if not r.connects][:5]
             out.append(
                 CheckOutcome(
                     "load.min_connected",
@@ -134,6 +134,15 @@ def _loss_text(s: LedgerSummary) -> str:
 def _worst(s: LedgerSummary, attr: str, n: int = 3) -> str:
     rows = sorted((r for r in s.rows if getattr(r, attr)), key=lambda r: -int(getattr(r, attr)))[:n]
     return ", ".join(f"{r.device} ({getattr(r, attr)})" for r in rows) or "none"
+
+
+def _never_why(row: DeviceCounts) -> str:
+    """A device that never connected, and what failed: discovery (e.g. a revoked certificate) or connect."""
+    if row.discover_failures and not row.connect_failures:
+        return f"{row.device} ({row.discover_failures} failed discoveries)"
+    if row.connect_failures:
+        return f"{row.device} ({row.connect_failures} failed connects)"
+    return row.device
 
 
 def describe(s: LedgerSummary) -> str:

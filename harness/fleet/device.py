@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 MQTT = "MQTT"
 HTTPS = "HTTPS"
+#: A connection that lasted this long is retried at once when it drops; a shorter one backs off first.
+STABLE_S = 1.0
 MessageHandler = Callable[[str, bytes, int], None]
 ClosedHandler = Callable[[str], None]
 
@@ -84,6 +86,7 @@ class SimDevice:
         self._next_slot = 0
         self._wake: asyncio.Future[None] | None = None
         self._thing = spec.thing
+        self._told_ready = False
 
     # -- callbacks from the client and the controller (event loop thread) --------------------------
     def wake(self) -> None:
@@ -124,6 +127,12 @@ class SimDevice:
 
     def on_closed(self, reason: str) -> None:
         self.wake()
+
+    def _ready(self) -> None:
+        """Tell the fleet this device's first attempts are over (once)."""
+        if not self._told_ready:
+            self._told_ready = True
+            self.ctl.ready(self)
 
     # -- behaviour --------------------------------------------------------------------------------
     async def _nap(self, until: float) -> None:
@@ -169,7 +178,8 @@ class SimDevice:
                     continue
                 if first:
                     first = False
-                    ctl.ready(self)
+                    self._ready()
+                up_since = ctl.loop.time()
                 reason = await self._session(client)
                 ctl.disconnected(self)
                 if reason is None:
@@ -182,10 +192,14 @@ class SimDevice:
                     reason,
                     {"device": self._thing, "t_ns": time.time_ns(), "engine": client.engine},
                 )
-                await self._backoff_nap()
+                # A connection that had lasted is retried at once (as the fleet model and the backoff
+                # article assume); one dropped right after connecting backs off first, so a core that
+                # accepts and drops at once cannot pull a device into a tight loop.
+                if ctl.loop.time() - up_since < STABLE_S:
+                    await self._backoff_nap()
         finally:
             if first:
-                ctl.ready(self)  # never connected: do not hold the fleet's telemetry start
+                self._ready()  # never connected: do not hold the fleet's telemetry start
             if client.connected:
                 await client.disconnect(5.0)
 
@@ -205,6 +219,9 @@ class SimDevice:
                     _why(exc),
                     {"device": self._thing, "engine": client.engine, "t_ns": time.time_ns()},
                 )
+                # A device that cannot find the core (a revoked certificate) keeps trying, but must not
+                # hold back the fleet's telemetry phase until the ramp's time limit.
+                self._ready()
                 await self._backoff_nap()
                 continue
             self.rec.record(

@@ -10,7 +10,9 @@ is lost, and every extra copy of a sequence number is a duplicate.
 from __future__ import annotations
 
 import bisect
+import math
 from array import array
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,6 +24,9 @@ from harness.records import Measurement
 #: ``request_type`` of fleet-level events (a storm), beside ``MQTT`` and ``HTTPS``.
 FLEET = "FLEET"
 _INF = 1 << 62
+_NS = 1_000_000_000
+#: Most points of a time series in the report (a long run gets wider bins).
+MAX_POINTS = 600
 
 
 @dataclass
@@ -31,6 +36,7 @@ class DeviceCounts:
 
     device: str
     engine: str = ""
+    discover_failures: int = 0
     connects: int = 0
     connect_failures: int = 0
     first_connect_ms: float | None = None
@@ -67,11 +73,30 @@ class StormSummary:
     peak_connect_rate_s: float = 0.0
     attempts: int = 0
     peak_attempt_rate_s: float = 0.0
+    #: Each reconnected device's first reconnect, seconds after the storm began, sorted (not in the JSON:
+    #: the fleet model's validation and the report's plots read it).
+    reconnect_times_s: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("started_ns")
+        data.pop("reconnect_times_s")
         return data
+
+    def saturated_rate(self, fraction: float = 0.95) -> float | None:
+        """Reconnects per second from the core's return (the end of its restart) until ``fraction`` of the
+        fleet was back: the core's accept rate, when the storm kept it saturated all along.
+
+        Robust to how the core interleaves handshakes: one serving them in turn and one progressing all of
+        them at once (every handshake finishing near the end) reach ``fraction`` at the same time.
+        """
+        n = self.devices
+        need = max(1, math.ceil(fraction * n - 1e-9))
+        times = self.reconnect_times_s
+        if n < 10 or len(times) < need:
+            return None
+        span = times[need - 1] - self.op_s
+        return need / span if span > 0 else None
 
 
 @dataclass
@@ -101,6 +126,11 @@ class LedgerSummary:
     disconnects: int
     storm: StormSummary | None
     rows: list[DeviceCounts] = field(default_factory=list)
+    #: Per-second time series from the first record: ``t_s``, ``connected``, ``published_msg_s``,
+    #: ``received_msg_s`` (the report's plots; at most ``MAX_POINTS`` points, wider bins for long runs).
+    series: dict[str, list[float]] = field(default_factory=dict)
+    #: Delivery latency histogram: (upper bound in ms, count) over power-of-two bins.
+    latency_histogram: list[tuple[float, int]] = field(default_factory=list)
 
     def load_block(self) -> dict[str, Any]:
         """The results.json ``load`` block fields this ledger knows (``generator`` is added by the runner)."""
@@ -129,6 +159,10 @@ class LedgerSummary:
         }
         if self.storm is not None:
             block["storm"] = self.storm.to_json()
+        if self.series.get("t_s"):
+            block["series"] = self.series
+        if self.latency_histogram:
+            block["latency_histogram"] = [[ub, n] for ub, n in self.latency_histogram]
         return block
 
 
@@ -152,6 +186,7 @@ class Ledger:
         self._rx: dict[tuple[str, str], bytearray] = {}  # (subscriber, publisher) -> copies per seq
         self._latency = array("d")
         self._connect = array("d")
+        self._connect_ns = array("q")  # when each successful connect (in ``_connect``) completed
         self._discover = array("d")
         self._ack = array("d")
         self._connect_ok_ns: dict[str, list[int]] = {}
@@ -163,6 +198,10 @@ class Ledger:
         self._first_pub = _INF
         self._last_pub = 0
         self._last_rx = 0
+        #: Events per whole second of wall time (Unix seconds): connect, disconnect, published, received.
+        self._per_s: dict[str, Counter[int]] = {
+            k: Counter() for k in ("connect", "disconnect", "published", "received")
+        }
 
     def _row(self, device: str) -> DeviceCounts:
         row = self.rows.get(device)
@@ -192,6 +231,7 @@ class Ledger:
         elif name == "disconnect":
             row = self._row(ctx["device"])
             row.disconnects += 1
+            self._per_s["disconnect"][int(ctx["t_ns"]) // _NS] += 1
             for w in self._windows.get(row.device, ()):
                 if w[2] == _INF:
                     w[2] = int(ctx["t_ns"])
@@ -200,6 +240,8 @@ class Ledger:
                 self._discover.append(m.response_time)
             else:
                 self.discover_failed += 1
+                if "device" in ctx:
+                    self._row(ctx["device"]).discover_failures += 1
         elif m.request_type == FLEET and name.startswith("storm"):
             self._storm = m
 
@@ -222,6 +264,7 @@ class Ledger:
             counts[seq] += 1
         self._latency.append(m.response_time)
         t = int(ctx["sent_ns"]) + int(m.response_time * 1e6)
+        self._per_s["received"][t // _NS] += 1
         if t > self._last_rx:
             self._last_rx = t
 
@@ -240,6 +283,7 @@ class Ledger:
         if pub is None:
             pub = self._pubs[device] = _Publisher(ctx["topic"])
         sent = int(ctx["sent_ns"])
+        self._per_s["published"][sent // _NS] += 1
         if pub.sent and sent < pub.sent[-1]:
             pub.sorted = False
         pub.sent.append(sent)
@@ -260,6 +304,8 @@ class Ledger:
         if row.first_connect_ms is None:
             row.first_connect_ms = round(m.response_time, 2)
         self._connect.append(m.response_time)
+        self._connect_ns.append(t)
+        self._per_s["connect"][t // _NS] += 1
         self._connect_ok_ns.setdefault(row.device, []).append(t)
 
     # -- summary ----------------------------------------------------------------------------------
@@ -329,7 +375,31 @@ class Ledger:
             disconnects=sum(r.disconnects for r in rows),
             storm=self._storm_summary(),
             rows=rows,
+            series=self._series(),
+            latency_histogram=latency_histogram(self._latency),
         )
+
+    def _series(self) -> dict[str, list[float]]:
+        """Connections online, publishes and deliveries per second, from the first second with an event."""
+        per = self._per_s
+        seconds = [k for c in per.values() for k in c]
+        if not seconds:
+            return {}
+        first, last = min(seconds), max(seconds)
+        width = max(1, -(-(last - first + 1) // MAX_POINTS))
+        t: list[float] = []
+        online: list[float] = []
+        pub: list[float] = []
+        rx: list[float] = []
+        level = 0
+        for start in range(first, last + 1, width):
+            span = range(start, min(start + width, last + 1))
+            level += sum(per["connect"][k] - per["disconnect"][k] for k in span)
+            t.append(float(start - first))
+            online.append(float(level))
+            pub.append(round(sum(per["published"][k] for k in span) / len(span), 1))
+            rx.append(round(sum(per["received"][k] for k in span) / len(span), 1))
+        return {"t_s": t, "connected": online, "published_msg_s": pub, "received_msg_s": rx}
 
     def _storm_summary(self) -> StormSummary | None:
         m = self._storm
@@ -351,6 +421,7 @@ class Ledger:
                 deltas.append((min(later) - start) / 1e9)
         out.reconnected = len(deltas)
         deltas.sort()
+        out.reconnect_times_s = deltas
         n = out.devices
         for q, attr in ((50, "t50_s"), (95, "t95_s"), (99, "t99_s")):
             need = max(1, -(-q * n // 100))
@@ -361,6 +432,24 @@ class Ledger:
         out.attempts = len(attempts)
         out.peak_attempt_rate_s = peak_rate(attempts, start)
         return out
+
+    def connect_samples_ms(self, before_ns: int | None = None) -> list[float]:
+        """Response times of successful connects (those completed before ``before_ns`` when given): the
+        ramp's connects, made at a known rate, are the handshake service time a calibration states."""
+        if before_ns is None:
+            return list(self._connect)
+        return [ms for ms, t in zip(self._connect, self._connect_ns, strict=True) if t < before_ns]
+
+
+def latency_histogram(values_ms: Iterable[float]) -> list[tuple[float, int]]:
+    """Counts over power-of-two bins (upper bounds 0.25 ms, 0.5 ms, 1 ms, ...), empty end bins cut."""
+    counts: Counter[int] = Counter()
+    for v in values_ms:
+        counts[max(-2, math.ceil(math.log2(v))) if v > 0 else -2] += 1
+    if not counts:
+        return []
+    lo, hi = min(counts), max(counts)
+    return [(2.0**k, counts[k]) for k in range(lo, hi + 1)]
 
 
 def ledger_from(records: Iterable[Measurement], devices: Iterable[str] = ()) -> Ledger:

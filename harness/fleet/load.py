@@ -26,9 +26,12 @@ from harness.fleet.sinks import JsonlSink
 from harness.fleet.stand import LoadStand
 from harness.profiles import DeviceProfile
 from harness.records import TestRecord
+from harness.sim.calibration import Calibration, save_calibration
 
 MEASUREMENTS = "measurements.jsonl"
 DEVICES_CSV = "devices.csv"
+#: Written after every storm run: what it measured about the core, for ``harness simulate --calibration``.
+CALIBRATION = "calibration.json"
 EngineChoice = Literal["asyncio", "locust"]
 
 
@@ -41,6 +44,10 @@ class LoadOptions:
     locust_workers: int = 2
     faults: tuple[str, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
+    #: Predict this run's storm with the fleet model calibrated by this file and report the error.
+    calibration: Calibration | None = None
+    #: Devices whose certificates are revoked before the run (seeded defect: they must fail).
+    revoked: int = 0
 
 
 @dataclass
@@ -75,6 +82,9 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
     try:
         with LoadStand(opts.profile, cfg.devices, faults=opts.faults, progress=say) as stand:
             plan = make_plan(cfg, stand.identities, discovery=stand.discovery, broker=stand.broker)
+            if opts.revoked:
+                revoked = stand.revoke(opts.revoked)
+                say(f"load: revoked the certificates of {len(revoked)} devices (first: {revoked[0]})")
             ledger = Ledger(d.thing for d in plan.devices)
             if opts.engine == "asyncio":
                 jsonl = JsonlSink(opts.report_dir / MEASUREMENTS)
@@ -106,8 +116,9 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
                     "engine": "locust",
                     "processes": max(1, opts.locust_workers),
                 }
-                timing = {"wall_s": out.wall_s}
+                timing = {"wall_s": out.wall_s, "locust_csv": out.csv_stats()}
         summary = ledger.summary()
+        model = _model_block(opts, ledger, summary, say)
         block = {
             **summary.load_block(),
             "generator": generator,
@@ -118,7 +129,9 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
             "backoff": str(cfg.backoff),
             "engine": opts.engine,
             "faults": sorted(opts.faults),
+            **({"revoked": opts.revoked} if opts.revoked else {}),
             **timing,
+            **model,
         }
         write_devices_csv(opts.report_dir / DEVICES_CSV, summary)
         checks = opts.thresholds.evaluate(summary, cfg.qos)
@@ -173,6 +186,39 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
         run.finish(partial=True, reason=str(exc).splitlines()[0][:300])
         run.write(opts.report_dir)
         return LoadOutcome(EXIT_INFRA, summary, checks, opts.report_dir, block, error=str(exc))
+
+
+def _model_block(
+    opts: LoadOptions, ledger: Ledger, summary: LedgerSummary, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """After a storm: save what it measured as a calibration file, and score the model's prediction of it
+    when a calibration was given (issue #9). Informative: never fails the run."""
+    from harness.fleet.calibrate import storm_calibration, validate_storm
+
+    if summary.storm is None:
+        return {}
+    out: dict[str, Any] = {}
+    cal, why = storm_calibration(
+        ledger, summary, opts.config, profile=opts.profile.name, source=f"harness load {opts.report_dir.name}"
+    )
+    if cal is not None:
+        save_calibration(cal, opts.report_dir / CALIBRATION)
+        out["calibration"] = {
+            "file": CALIBRATION,
+            "accept_rate_per_s": cal.accept_rate_per_s,
+            "outage_s": cal.outage_s,
+        }
+        say(f"load: calibration {opts.report_dir / CALIBRATION} ({cal.accept_rate_per_s:g} accepts/s)")
+    else:
+        out["calibration"] = {"file": None, "why_not": why}
+    if opts.calibration is not None:
+        v = validate_storm(opts.calibration, summary, opts.config)
+        out["model"] = v.to_json()
+        say(
+            f"load: model predicted t95 {v.predicted_t95_s} s, measured {v.measured_t95_s} s"
+            + (f", error {100 * v.error:+.1f} %" if v.error is not None else f" ({v.note})")
+        )
+    return out
 
 
 def _timing(report: EngineReport) -> dict[str, Any]:

@@ -7,6 +7,7 @@ and reads back what they wrote - locust's CSV and JSON stats and the workers' ra
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -48,6 +49,28 @@ class LocustOutcome:
         out: list[Measurement] = []
         for path in self.records:
             out.extend(m for m in read_jsonl(path) if m.request_type != "FLEET" or m.name.startswith("storm"))
+        return out
+
+    def csv_stats(self) -> dict[str, dict[str, float]]:
+        """locust's own ``--csv`` summary (``locust_stats.csv``) per request name: requests, failures,
+        median, p95 and average response time in ms. The harness reads it back so a user can hold locust's
+        view of the run next to the ledger's; an unreadable or missing file gives ``{}``."""
+        out: dict[str, dict[str, float]] = {}
+        try:
+            with self.stats_csv.open(newline="", encoding="utf-8") as fh:
+                for row in csv.DictReader(fh):
+                    name = row.get("Name", "")
+                    if not name or name == "Aggregated":
+                        continue
+                    out[name] = {
+                        "requests": _num(row["Request Count"]),
+                        "failures": _num(row["Failure Count"]),
+                        "median_ms": _num(row["Median Response Time"]),
+                        "p95_ms": _num(row.get("95%")),
+                        "average_ms": _num(row["Average Response Time"]),
+                    }
+        except (OSError, KeyError):
+            return {}
         return out
 
     def stats(self) -> list[dict[str, Any]]:
@@ -252,6 +275,14 @@ def _kill_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             except ProcessLookupError:
                 pass
             p.wait(timeout=10)
+
+
+def _num(text: str | None) -> float:
+    """A locust CSV number; "N/A" (no requests) and blanks read as 0."""
+    try:
+        return float(text or 0)
+    except ValueError:
+        return 0.0
 
 
 def _tail(path: Path, chars: int = 1500) -> str:

@@ -136,6 +136,16 @@ class LoadStand:
         ep = self.core.endpoints()[0]
         return BrokerEndpoint(ep.host, ep.port, self.cloud.core_ca(self.core_name).pem)
 
+    def revoke(self, count: int) -> list[str]:
+        """Seeded defect: revoke the certificates of ``count`` devices spread evenly over the fleet (the
+        discovery endpoint then closes their connections unanswered, so they can never find the core)."""
+        assert self.cloud is not None
+        n = len(self.identities)
+        picked = sorted({self.identities[(k * n) // count].thing for k in range(count)}) if count else []
+        for thing in picked:
+            self.cloud.revoke(thing)
+        return picked
+
     def storm(self, kind: str) -> Callable[[], None]:
         """The blocking core operation of an L3 storm."""
         core = self.core

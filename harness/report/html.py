@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from harness.records import TestRecord
 from harness.report.html_assets import CSS, JS
+from harness.report.load_plots import latency_histogram_chart, series_charts
 from harness.report.status import BAD_OUTCOMES, counts_toward_verdict, summarize, verdict_failures
 from harness.report.svg import bar_chart
 from harness.report.text import display_text
@@ -228,7 +229,11 @@ def _load(load: dict[str, Any]) -> str:
     rows: list[tuple[str, object]] = []
     charts: list[str] = []
     for key, value in load.items():
-        if isinstance(value, dict) and value and all(_PERCENTILE_KEY.match(str(k)) for k in value):
+        if key == "series" and isinstance(value, dict):
+            charts.extend(series_charts(value))
+        elif key == "latency_histogram" and isinstance(value, list):
+            charts.append(latency_histogram_chart(value))
+        elif isinstance(value, dict) and value and all(_PERCENTILE_KEY.match(str(k)) for k in value):
             bars = [(str(k), _number(v)) for k, v in value.items()]
             unit = "ms" if key.endswith("_ms") else ""
             charts.append(f"<h3>{_e(key)}</h3>" + bar_chart(f"{key} percentiles", bars, unit))

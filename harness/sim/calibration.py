@@ -12,6 +12,8 @@ reader cannot disagree and a bad file is reported with the file and the field::
       "concurrency": 8,                                    # optional: handshakes the core ran at once
       "connect_timeout_ms": 5000,                          # optional: the clients' connect timeout
       "backlog": 128,                                      # optional: the core's accept queue bound
+      "outage_s": 0.23,                                    # optional: how long the measured restart kept
+                                                           #   the core from accepting (stop + start)
       "devices": 2000, "profile": "qemu-aarch64", "source": "harness load run 20261123-...",
       "measured_at": "2026-11-23T04:45:01Z"                # optional, for people
     }
@@ -75,6 +77,9 @@ class Calibration(BaseModel):
     concurrency: int | None = Field(default=None, ge=1, description="Handshakes in progress at once")
     connect_timeout_ms: float | None = Field(default=None, gt=0)
     backlog: int | None = Field(default=None, ge=0)
+    outage_s: float | None = Field(
+        default=None, ge=0, description="How long the measured disruption kept the core from accepting, s"
+    )
     devices: int | None = Field(default=None, ge=1, description="Fleet size of the measuring run")
     profile: str = ""
     source: str = ""

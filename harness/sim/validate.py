@@ -109,8 +109,53 @@ def calibrated_config(calibration: Calibration, devices: int, policy: Policy, **
         fields["connect_timeout_s"] = calibration.connect_timeout_ms / 1000
     if calibration.backlog is not None:
         fields["backlog"] = calibration.backlog
+    if calibration.outage_s is not None:
+        fields["outage_s"] = calibration.outage_s
     fields.update(overrides)
     return SimConfig(**fields)
+
+
+#: The fleet's backoff policy names (``harness.fleet.backoff``) and the model's.
+FLEET_POLICIES: dict[str, Policy] = {
+    "none": "none",
+    "fixed": "fixed",
+    "exponential": "exponential",
+    "full-jitter": "full",
+    "equal-jitter": "equal",
+    "decorrelated-jitter": "decorrelated",
+}
+
+
+def fleet_policy(name: str, base_s: float, cap_s: float) -> tuple[Policy, float, float]:
+    """The model's (policy, base, cap) that backs off exactly like the fleet's policy ``name``.
+
+    The fleet counts failures from 0 (its first retry of ``exponential`` waits ``base``), the model from 1 as
+    the blog's simulator does (2 x base), so the exponential family maps to half the base; decorrelated
+    jitter, fixed and none do not count failures and map unchanged.
+    """
+    try:
+        policy = FLEET_POLICIES[name]
+    except KeyError:
+        raise ValueError(f"fleet backoff policy {name!r}: allowed: {', '.join(FLEET_POLICIES)}") from None
+    if policy in ("exponential", "full", "equal"):
+        return policy, base_s / 2, cap_s
+    return policy, base_s, cap_s
+
+
+def predict_fleet_storm(
+    calibration: Calibration,
+    devices: int,
+    backoff: tuple[str, float, float],
+    seeds: Sequence[int] = (1, 2, 3),
+    **overrides: Any,
+) -> list[SimMetrics]:
+    """Predict a real restart/rotation storm of the fleet engine (``harness load --storm``): every device
+    notices at once and tries once at once, the core refuses connections for the calibration's outage, the
+    fleet's ``backoff`` (name, base, cap) maps through ``fleet_policy``; one prediction per seed."""
+    policy, base, cap = fleet_policy(*backoff)
+    fields: dict[str, Any] = {"event": "rotation", "base_s": base, "cap_s": cap, "keepalive_s": 30.0}
+    fields.update(overrides)
+    return predict_seeds(calibration, devices, policy, seeds, **fields)
 
 
 def predict(

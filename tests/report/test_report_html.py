@@ -16,7 +16,7 @@ ALLOWED_TAGS = (
     {"html", "head", "meta", "title", "style", "body", "main", "header", "footer", "section", "script"}
     | {"h1", "h2", "h3", "div", "p", "dl", "dt", "dd", "strong", "span", "code", "small", "br", "wbr", "a"}
     | {"label", "input", "details", "summary", "pre", "button", "table", "thead", "tbody", "tr", "th", "td"}
-    | {"svg", "text", "rect"}
+    | {"svg", "text", "rect", "polyline", "line"}
 )
 
 
@@ -164,3 +164,33 @@ def test_huge_evidence_is_cut_in_html_only(tmp_path: Path) -> None:
 def test_empty_run_renders(tmp_path: Path) -> None:
     html = render(Run.start(["qemu-aarch64"]), tmp_path)
     assert "No test results yet" in html
+
+
+def test_load_section_plots_series_and_latency_histogram(tmp_path: Path) -> None:
+    run = build_run(load=True)
+    assert run.load is not None
+    run.load["series"] = {
+        "t_s": [0.0, 1.0, 2.0, 3.0],
+        "connected": [10.0, 200.0, 200.0, 150.0],
+        "published_msg_s": [0.0, 400.0, 410.0, 0.0],
+        "received_msg_s": [0.0, 395.0, 415.0, 2.0],
+    }
+    run.load["latency_histogram"] = [[0.5, 3], [1.0, 40], [2.0, 12], [4096.0, 1]]
+    html = render(run, tmp_path)
+    load = html[html.index('<section id="load">') :]
+    assert load.count("<svg") == 5  # + connections, throughput, latency histogram
+    for title in ("connections over time", "throughput over time", "delivery latency", "&lt;= 4.096 s"):
+        assert title in load
+    assert "series.t_s" not in load  # plotted, not dumped into the table
+    assert {t for t, _ in tags_of(html)} <= ALLOWED_TAGS
+
+
+def test_load_plots_ignore_malformed_series(tmp_path: Path) -> None:
+    """A hand-edited results.json re-rendered: bad series draw nothing instead of failing the report."""
+    run = build_run(load=True)
+    assert run.load is not None
+    run.load["series"] = {"t_s": [0.0, "x"], "connected": [1.0]}
+    run.load["latency_histogram"] = [["a", 1], [1.0], "junk"]
+    html = render(run, tmp_path)
+    load = html[html.index('<section id="load">') :]
+    assert "connections over time" not in load and load.count("<svg") == 3

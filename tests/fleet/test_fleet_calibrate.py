@@ -1,0 +1,128 @@
+"""The bridge from real load runs to the fleet model (issue #9), and the ledger's plot data: pure functions
+on synthetic records, no core needed."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from harness.fleet.backoff import POLICIES, BackoffPolicy
+from harness.fleet.calibrate import storm_calibration, validate_storm
+from harness.fleet.ledger import FLEET, Ledger, StormSummary, latency_histogram
+from harness.fleet.plan import FleetConfig
+from harness.records import Measurement
+from harness.sim.calibration import load_calibration, save_calibration
+from harness.sim.policies import delay_bounds
+from harness.sim.validate import fleet_policy
+
+T0 = 1_800_000_000 * 10**9  # a Unix time in ns
+
+
+def _connect(device: str, t_s: float, ms: float = 8.0, error: str | None = None) -> Measurement:
+    ctx = {"device": device, "engine": "asyncio", "attempt": 1, "t_ns": T0 + int(t_s * 1e9)}
+    return Measurement("MQTT", "connect", ms, 0, error, ctx)
+
+
+def _storm_ledger(devices: int, rate: float, outage_s: float, ramp_ms: float = 8.0) -> Ledger:
+    """A fleet ramped up before t = 10 s; a restart at t = 10 s lasting ``outage_s``; the core then takes
+    back ``rate`` devices per second."""
+    names = [f"dev-{i:05d}" for i in range(devices)]
+    ledger = Ledger(names)
+    for i, name in enumerate(names):
+        ledger.add(_connect(name, i * 0.001, ramp_ms))
+    storm_ns = T0 + 10 * 10**9
+    ledger.add(
+        Measurement(FLEET, "storm:restart", outage_s * 1000, 0, None, {"t_ns": storm_ns, "devices": devices})
+    )
+    for i, name in enumerate(names):
+        ledger.add(_connect(name, 10 + outage_s + (i + 1) / rate, 900.0))
+    return ledger
+
+
+def test_saturated_rate_is_the_reconnect_rate_after_the_outage() -> None:
+    s = _storm_ledger(1000, rate=250.0, outage_s=0.5).summary()
+    assert s.storm is not None and s.storm.reconnected == 1000
+    rate = s.storm.saturated_rate()
+    assert rate == pytest.approx(250.0, rel=0.01)
+    assert StormSummary("restart", 0, 1.0, devices=5).saturated_rate() is None  # too few to say
+
+
+def test_storm_calibration_takes_ramp_handshakes_rate_and_outage(tmp_path: pytest.TempPathFactory) -> None:
+    ledger = _storm_ledger(400, rate=200.0, outage_s=0.3, ramp_ms=7.5)
+    s = ledger.summary()
+    cfg = FleetConfig(devices=400, storm="restart", backoff=BackoffPolicy("full-jitter", 0.5, 10))
+    cal, why = storm_calibration(ledger, s, cfg, profile="native-x86_64", source="test")
+    assert cal is not None, why
+    assert cal.accept_rate_per_s == pytest.approx(200.0, rel=0.01)
+    assert cal.outage_s == pytest.approx(0.3)
+    assert cal.service_time().median_s == pytest.approx(0.0075)  # the ramp's, not the storm's 900 ms
+    assert cal.connect_timeout_ms == cfg.connect_timeout_s * 1000 and cal.devices == 400
+    path = tmp_path / "calibration.json"  # type: ignore[operator]
+    save_calibration(cal, path)
+    assert load_calibration(path).accept_rate_per_s == cal.accept_rate_per_s
+
+
+def test_no_calibration_without_a_storm() -> None:
+    ledger = Ledger(["a"])
+    ledger.add(_connect("a", 0.0))
+    cal, why = storm_calibration(ledger, ledger.summary(), FleetConfig(devices=1), profile="p", source="t")
+    assert cal is None and "--storm" in why
+
+
+def test_the_model_predicts_a_storm_it_matches() -> None:
+    """A capacity-bound synthetic storm is predicted from its own calibration within a few per cent; a
+    calibration claiming twice the capacity is caught as a large error (the comparison can fail)."""
+    cfg = FleetConfig(devices=3000, storm="restart", backoff=BackoffPolicy("full-jitter", 0.5, 10))
+    ledger = _storm_ledger(3000, rate=300.0, outage_s=1.0)
+    s = ledger.summary()
+    cal, _ = storm_calibration(ledger, s, cfg, profile="p", source="t")
+    assert cal is not None
+    v = validate_storm(cal, s, cfg)
+    assert v.error is not None and abs(v.error) < 0.05, v
+    wrong = cal.model_copy(update={"accept_rate_per_s": 600.0})
+    w = validate_storm(wrong, s, cfg)
+    assert w.error is not None and w.error < -0.3, w
+    assert w.to_json()["error_pct"] == pytest.approx(100 * w.error, abs=0.1)
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_fleet_backoff_maps_to_the_same_model_policy(name: str) -> None:
+    """After k failures the fleet's delays fall in exactly the model's bounds for k failures."""
+    base, cap = 0.5, 8.0
+    policy, m_base, m_cap = fleet_policy(name, base, cap)
+    for seed in range(20):
+        b = BackoffPolicy(name, base, cap).start(seed)  # type: ignore[arg-type]
+        previous = m_base
+        for k in range(1, 8):
+            delay = b.next_delay()
+            lo, hi = delay_bounds(policy, k, previous, m_base, m_cap)
+            assert lo - 1e-9 <= delay <= hi + 1e-9, (name, k, delay, lo, hi)
+            previous = delay if policy == "decorrelated" else previous
+
+
+def test_latency_histogram_bins_by_powers_of_two() -> None:
+    hist = latency_histogram([0.1, 0.3, 0.9, 1.0, 3.0, 100.0])
+    assert hist[0] == (0.25, 1) and (0.5, 1) in hist and (1.0, 2) in hist and (4.0, 1) in hist
+    assert hist[-1] == (128.0, 1) and sum(n for _, n in hist) == 6
+    assert latency_histogram([]) == []
+
+
+def test_series_counts_connections_and_messages_per_second() -> None:
+    ledger = Ledger(["a", "b"])
+    ledger.add(_connect("a", 0.2))
+    ledger.add(_connect("b", 1.5))
+    rng = random.Random(1)
+    for seq in range(10):
+        sent = T0 + int((2 + seq * 0.1) * 1e9)
+        ctx = {"device": "a", "seq": seq, "sent_ns": sent, "qos": 0, "topic": "relay/a"}
+        ledger.add(Measurement("MQTT", "publish", 0.1, 64, None, ctx))
+        rx = {"device": "b", "from": "a", "seq": seq, "sent_ns": sent, "qos": 0, "topic": "relay/a"}
+        ledger.add(Measurement("MQTT", "receive", rng.uniform(1, 3), 64, None, rx))
+    ledger.add(Measurement("MQTT", "disconnect", 0, 0, "lost", {"device": "a", "t_ns": T0 + 3_500_000_000}))
+    s = ledger.summary().series
+    assert s["t_s"] == [0.0, 1.0, 2.0, 3.0]
+    assert s["connected"] == [1.0, 2.0, 2.0, 1.0]
+    assert sum(s["published_msg_s"]) == 10 and sum(s["received_msg_s"]) == 10
+    assert all(math.isfinite(v) for v in s["received_msg_s"])
