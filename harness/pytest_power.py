@@ -1,3 +1,52 @@
-"""pytest fixtures for power-loss scenarios: fault models, cut points, invariants (scenarios/power_loss)."""
+"""pytest options for power-loss scenarios (scenarios/power_loss): cut count, seed, fault model.
+
+``--power-cuts N`` random cuts per scenario (CI: a few; the 100-cut campaign is bench/bench_powerloss.py),
+``--power-seed S`` replays a printed campaign, ``--power-model crash|power-loss`` picks the fault model of
+the random-cut scenario (default: both run).
+"""
 
 from __future__ import annotations
+
+import pytest
+
+from harness.powerloss.campaign import MODELS
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness")
+    group.addoption(
+        "--power-cuts",
+        type=int,
+        default=3,
+        dest="harness_power_cuts",
+        help="random cuts per power-loss scenario (default 3)",
+    )
+    group.addoption(
+        "--power-seed",
+        type=int,
+        default=None,
+        dest="harness_power_seed",
+        help="seed of the random cuts (printed by every campaign, to replay it)",
+    )
+    group.addoption(
+        "--power-model",
+        action="append",
+        default=[],
+        choices=MODELS,
+        dest="harness_power_models",
+        help="fault model of the power-loss scenarios (repeatable; default: crash and power-loss)",
+    )
+
+
+@pytest.fixture(scope="session")
+def power_cuts(pytestconfig: pytest.Config) -> int:
+    n = int(pytestconfig.getoption("harness_power_cuts", default=3))
+    if n < 0:
+        raise pytest.UsageError(f"--power-cuts {n}: must be 0 or more")
+    return n
+
+
+@pytest.fixture(scope="session")
+def power_seed(pytestconfig: pytest.Config) -> int | None:
+    value = pytestconfig.getoption("harness_power_seed", default=None)
+    return int(value) if value is not None else None
