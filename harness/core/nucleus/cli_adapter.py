@@ -320,10 +320,15 @@ class ReferenceNucleusAdapter(CoreCli):
         res = target.run(["ln", "-s", "init", f"{self.root}/alts/current"], timeout=60)
         if not res.ok:
             raise TargetError(f"{target.name}: linking {self.root}/alts/current failed:\n{res.evidence()}")
-        _put_text(target, f"{self.root}/config/agent.json", self.settings.to_json() + "\n", 0o644)
+        # the faults go into agent.json too: every process of the core (the loader, each nucleus it
+        # launches, the OTA agent, a restart by a managedRespawn script) must carry the same defects
+        faults = sorted(set(self.settings.faults) | set(self.faults))
+        settings = AgentSettings.from_mapping({**json.loads(self.settings.to_json()), "faults": faults})
+        _put_text(target, f"{self.root}/config/agent.json", settings.to_json() + "\n", 0o644)
         for name, module, call in (
             ("nucleus", "control", "main()"),
             ("greengrass-cli", "cli", f"main(default_root={self.root!r})"),
+            ("ota-agent", "ota_agent", "main()"),
         ):
             launcher = (
                 f"#!{python} -S\n"
