@@ -22,7 +22,7 @@ import yaml
 from harness.clients.mqtt import Credentials, MqttDevice
 from harness.docker import status
 from harness.docker.engine import EngineResult, PodmanEngine
-from harness.docker.params import ConnectorParameters, InvalidParameter, parse
+from harness.docker.params import REQUIRED, RULES, ConnectorParameters, InvalidParameter, parse
 from harness.docker.store import FetchError, fetch
 from harness.errors import InfraError
 from harness.targets.base import Target
@@ -147,10 +147,7 @@ class DockerConnector:
                 if "invalid_parameter_ignored" not in self.faults:
                     raise DeploymentFailed("InvalidParameter", str(exc)) from None
                 self._log(f"(fault invalid_parameter_ignored) {exc}")
-                try:
-                    params = parse({k: v for k, v in raw.items() if k in _REQUIRED_ONLY})
-                except InvalidParameter as again:
-                    raise DeploymentFailed("InvalidParameter", str(again)) from None
+                params = _parse_dropping_invalid(raw)
             self._check_user(params)
             compose = self._compose_file(params)
             self.current, self._current_raw = params, raw
@@ -337,7 +334,17 @@ class DockerConnector:
             fh.write(stamped + "\n")
 
 
-_REQUIRED_ONLY = ("DockerComposeFileS3Bucket", "DockerComposeFileS3Key", "DockerComposeFileDestinationPath")
+def _parse_dropping_invalid(raw: dict[str, str]) -> ConnectorParameters:
+    """The fault ``invalid_parameter_ignored``: bad values are silently replaced by defaults."""
+    given = dict(raw)
+    while True:
+        try:
+            return parse(given)
+        except InvalidParameter as exc:
+            bad = next((name for name in RULES if name in str(exc) and name in given), None)
+            if bad is None or bad in REQUIRED:
+                raise DeploymentFailed("InvalidParameter", str(exc)) from None
+            del given[bad]
 
 
 def _services(compose: bytes) -> list[str]:

@@ -67,8 +67,8 @@ def assert_success(payload: dict[str, object], key: str, version: str, edge: Doc
     expected = status.success(BUCKET, key, version)
     problems = status.conformance_problems(payload, expect=expected)
     assert not problems and payload == expected, (
-        f"the success payload does not match seed 003: {'; '.join(problems) or payload}\n"
-        f"received: {payload}\nexpected: {expected}\nconnector log:\n{edge.log_text()}"
+        f"the success payload does not match seed 003: {'; '.join(problems) or 'values differ'}; "
+        f"received {json.dumps(payload)}\nexpected: {json.dumps(expected)}\nconnector log:\n{edge.log_text()}"
     )
 
 
