@@ -34,7 +34,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         dest="harness_net_faults",
-        help="start the networked reference core with this seeded defect (repeatable): " + ", ".join(NET_FAULTS),
+        help="start the networked reference core with this seeded defect (repeatable): "
+        + ", ".join(NET_FAULTS),
     )
     group.addoption(
         "--net-client-backoff",
@@ -95,7 +96,9 @@ class NetUnderTest:
 class NetStandPool:
     """Network stands of this session, one per profile, built on first use and torn down at the end."""
 
-    def __init__(self, cloud: object, faults: frozenset[str], net_faults: frozenset[str], backoff: str) -> None:
+    def __init__(
+        self, cloud: object, faults: frozenset[str], net_faults: frozenset[str], backoff: str
+    ) -> None:
         self.cloud = cloud
         self.faults = faults
         self.net_faults = net_faults
@@ -142,14 +145,14 @@ class NetStandPool:
 
 
 @pytest.fixture(scope="session")
-def net_pool(cloud: object, core_faults: frozenset[str], pytestconfig: pytest.Config) -> Iterator[NetStandPool]:
+def net_pool(
+    cloud: object, core_faults: frozenset[str], pytestconfig: pytest.Config
+) -> Iterator[NetStandPool]:
     try:
         net_faults = check_net_faults(pytestconfig.getoption("harness_net_faults") or [])
     except InputError as exc:
         raise pytest.UsageError(str(exc)) from None
-    pool = NetStandPool(
-        cloud, core_faults, net_faults, pytestconfig.getoption("harness_net_client_backoff")
-    )
+    pool = NetStandPool(cloud, core_faults, net_faults, pytestconfig.getoption("harness_net_client_backoff"))
     try:
         yield pool
     finally:
@@ -157,13 +160,18 @@ def net_pool(cloud: object, core_faults: frozenset[str], pytestconfig: pytest.Co
 
 
 @pytest.fixture
-def net_stand(profile: DeviceProfile, net_pool: NetStandPool, request: pytest.FixtureRequest) -> Iterator[NetUnderTest]:
+def net_stand(
+    profile: DeviceProfile, net_pool: NetStandPool, request: pytest.FixtureRequest
+) -> Iterator[NetUnderTest]:
     """The networked reference core of this profile, both links healed and unimpaired."""
     from harness.net.stand import NetworkStand
     from harness.pytest_plugin import TargetUnavailable
 
     if profile.transport != "qemu-user":
-        pytest.skip(f"network scenarios need a qemu-user profile (the target joins a namespace); {profile.name} is {profile.transport}")
+        pytest.skip(
+            f"network scenarios need a qemu-user profile (the target joins a namespace); "
+            f"{profile.name} is {profile.transport}"
+        )
     try:
         nut = net_pool.get(profile)
     except TargetUnavailable:

@@ -1,4 +1,4 @@
-"""Network impairment between the fleet and the core (issue #12): namespace + veth topology, netem, partitions.
+"""Network impairment between fleet and core (issue #12): namespace + veth topology, netem, partitions.
 
 ``Topology`` (the core's namespace and its fleet and cloud links) -> ``NetControl`` (impair, cut, heal, all
 recorded) ; ``NetworkStand`` puts a reference core with a cloud link behind it. ``Impairment.parse`` is the

@@ -1,4 +1,5 @@
-"""The core's cloud link: a cloud-side MQTT endpoint (the IoT Core stand-in) and a reference core bridged to it.
+"""The core's cloud link: a cloud-side MQTT endpoint (the IoT Core stand-in) and a reference core bridged
+to it.
 
 A Greengrass core relays between its local devices and AWS IoT Core over mutual TLS; here the cloud end is
 the host's mosquitto bound to the cloud link's root-namespace address (reachable from the core's namespace
@@ -28,7 +29,7 @@ from harness.targets.base import Target
 
 NET_FAULTS: dict[str, str] = {
     "local_stalls_without_cloud": "the core stops serving local devices while its cloud link is down (N3)",
-    "offline_queue_off": "the core keeps (almost) no queue for persistent sessions while they are offline (N2)",
+    "offline_queue_off": "the core keeps (almost) no queue for offline persistent sessions (N2)",
 }
 CLOUD_PORT = 8883
 BROKER_PORT = 8883
@@ -195,8 +196,10 @@ class CloudLinkedCore(ReferenceCore):
             raise TargetError(f"{self.name}: chown of the core key failed:\n{res.evidence()}")
 
     def _mosquitto_conf(self) -> str:
-        conf = super()._mosquitto_conf().replace(
-            f"listener {self.port} {self.host}\n", f"listener {self.port}\n"
+        conf = (
+            super()
+            ._mosquitto_conf()
+            .replace(f"listener {self.port} {self.host}\n", f"listener {self.port}\n")
         )
         if "offline_queue_off" in self.net_faults:
             conf += "max_queued_messages 1\n"

@@ -4,10 +4,10 @@ Impairment = ``tc netem`` on both ends of a link (each direction gets the spec);
 sch_netem the same spec runs in the userspace wire (``harness.net.wire``), and the backend used is recorded
 with every event. A partition = nftables rules
 in the core's namespace (table ``inet ggn``, so it vanishes with the namespace and never touches the host's
-rules): ``drop`` loses every packet silently (a dead network: connections notice only by keep-alive), ``reject``
-answers with TCP resets (a link that refuses: attempts fail at once). ``partition(link, seconds)`` heals by
-itself after the duration on a timer thread; every change is a :class:`NetEvent` with its Unix time, turned
-into measurement records for the report.
+rules): ``drop`` loses every packet silently (a dead network: connections notice only by keep-alive),
+``reject`` answers with TCP resets (a link that refuses: attempts fail at once).
+``partition(link, seconds)`` heals by itself after the duration on a timer thread; every change is a
+:class:`NetEvent` with its Unix time, turned into measurement records for the report.
 """
 
 from __future__ import annotations
@@ -102,9 +102,7 @@ class NetControl:
                     self.wires[link] = UserspaceWire(self.topology, lk, seed=len(self.events))
                 self.wires[link].apply(spec)
             self.impaired[link] = spec
-            return self._record(
-                "impair", link, spec=str(spec), backend=self.backend, netem=" ".join(args)
-            )
+            return self._record("impair", link, spec=str(spec), backend=self.backend, netem=" ".join(args))
 
     def clear(self, link: str) -> NetEvent:
         self._check_link(link)
@@ -135,8 +133,8 @@ class NetControl:
             if mode == "reject":
                 rules_in.append(f"iifname {ifs} meta l4proto tcp reject with tcp reset")
                 rules_out.append(f"oifname {ifs} tcp flags & rst == rst accept")
-            rules_in.append(f'iifname {ifs} drop')
-            rules_out.append(f'oifname {ifs} drop')
+            rules_in.append(f"iifname {ifs} drop")
+            rules_out.append(f"oifname {ifs} drop")
         body_in = "\n".join(f"    {r}" for r in rules_in)
         body_out = "\n".join(f"    {r}" for r in rules_out)
         return (
@@ -199,8 +197,17 @@ class NetControl:
                 if kind not in ("Tcp", "TcpExt"):
                     continue
                 for k, v in zip(names.split(), vals.partition(":")[2].split(), strict=False):
-                    if k in ("OutSegs", "InSegs", "RetransSegs", "TCPLostRetransmit", "TCPTimeouts",
-                             "TCPFastRetrans", "TCPSynRetrans", "ActiveOpens", "PassiveOpens"):
+                    if k in (
+                        "OutSegs",
+                        "InSegs",
+                        "RetransSegs",
+                        "TCPLostRetransmit",
+                        "TCPTimeouts",
+                        "TCPFastRetrans",
+                        "TCPSynRetrans",
+                        "ActiveOpens",
+                        "PassiveOpens",
+                    ):
                         out[k] = int(v)
         return out
 

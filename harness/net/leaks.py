@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import InfraError
-
 from harness.net.topology import (
     ALLOC_DIR,
     harness_interfaces,

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -153,7 +154,7 @@ class Judgement:
 def _gaps(attempts: list[Attempt]) -> list[tuple[int, float]]:
     """(step, measured delay) of every retry: from the disconnect or failed attempt before it."""
     out = []
-    for prev, cur in zip(attempts, attempts[1:], strict=False):
+    for prev, cur in pairwise(attempts):
         if cur.kind == "connect" and cur.step >= 0 and not prev.ok:
             out.append((cur.step, cur.at - prev.at))
     return out
@@ -169,14 +170,18 @@ def connect_profile(devices: dict[str, list[Attempt]], since: float) -> list[tup
     return [(round(b * PROFILE_BIN_S, 1), n) for b, n in sorted(bins.items())]
 
 
-def judge(devices: dict[str, list[Attempt]], policy: BackoffPolicy, cut_at: float, healed_at: float) -> Judgement:
+def judge(
+    devices: dict[str, list[Attempt]], policy: BackoffPolicy, cut_at: float, healed_at: float
+) -> Judgement:
     """Check a fleet's reconnects around one partition against the scenario's requirements."""
     j = Judgement()
     steps: dict[int, list[float]] = {}
     for thing, attempts in devices.items():
         after = [a for a in attempts if a.at >= cut_at]
         if not any(a.kind == "disconnect" or not a.ok for a in after):
-            j.problems.append(f"{thing} never lost its connection during the partition (the partition did not bite)")
+            j.problems.append(
+                f"{thing} never lost its connection during the partition (the partition did not bite)"
+            )
             continue
         if not any(a.ok and a.at >= healed_at for a in after):
             j.problems.append(f"{thing} did not reconnect after the partition healed")
@@ -186,7 +191,8 @@ def judge(devices: dict[str, list[Attempt]], policy: BackoffPolicy, cut_at: floa
                 why = (
                     f"its policy {policy} allows no less than {policy_floor(policy, step):.3f} s"
                     if policy_floor(policy, step) >= MIN_RETRY_GAP_S
-                    else f"an unbounded retry loop (policy {policy} has no floor; at least {MIN_RETRY_GAP_S} s needed)"
+                    else f"an unbounded retry loop (policy {policy} has no floor; "
+                    f"at least {MIN_RETRY_GAP_S} s needed)"
                 )
                 j.problems.append(f"{thing} retried {gap:.3f} s after a failure at step {step}: {why}")
                 break
@@ -197,7 +203,8 @@ def judge(devices: dict[str, list[Attempt]], policy: BackoffPolicy, cut_at: floa
         mean = sum(gaps) / len(gaps)
         spread = max(gaps) - min(gaps)
         j.evidence.append(
-            f"step {step}: {len(gaps)} retries, delay {min(gaps):.3f}-{max(gaps):.3f} s (spread {spread:.3f} s)"
+            f"step {step}: {len(gaps)} retries, delay {min(gaps):.3f}-{max(gaps):.3f} s "
+            f"(spread {spread:.3f} s)"
         )
         if mean >= 0.05 and spread < MIN_SPREAD * mean:
             j.problems.append(

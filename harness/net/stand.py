@@ -67,7 +67,9 @@ class NetworkStand:
         self.progress(f"net: namespace {self.topology.netns}, core at {fleet.core_addr}")
         self.cloud_broker = CloudBroker(self.cloud, cloud_link.host_addr)
         self.cloud_broker.start()
-        target = QemuUserTarget(self.profile, instance=f"net-{self.profile.name}", netns=self.topology.netns_path)
+        target = QemuUserTarget(
+            self.profile, instance=f"net-{self.profile.name}", netns=self.topology.netns_path
+        )
         self.target = target
         target.power_on()
         self.core = CloudLinkedCore(

@@ -105,7 +105,7 @@ class Allocation:
 
 
 def read_allocations() -> list[Allocation]:
-    out = []
+    out: list[Allocation] = []
     if not ALLOC_DIR.is_dir():
         return out
     for f in ALLOC_DIR.iterdir():
@@ -146,7 +146,11 @@ def slot_of_netns(name: str) -> int | None:
 
 
 def harness_netns() -> list[str]:
-    return sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(NS_PREFIX)) if NETNS_DIR.is_dir() else []
+    return (
+        sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(NS_PREFIX))
+        if NETNS_DIR.is_dir()
+        else []
+    )
 
 
 def harness_interfaces() -> list[str]:
@@ -166,12 +170,17 @@ def destroy_slot(slot: int, netns: str | None) -> None:
     """Delete a slot's namespace and root-side veths (whatever still exists), then free the slot."""
     _, links = names_of(slot)
     if netns and (NETNS_DIR / netns).exists():
-        subprocess.run(["ip", "netns", "delete", netns], capture_output=True, timeout=CMD_TIMEOUT_S, check=False)
+        subprocess.run(
+            ["ip", "netns", "delete", netns], capture_output=True, timeout=CMD_TIMEOUT_S, check=False
+        )
     present = set(harness_interfaces())
     for link in links.values():
         if link.host_if in present:
             subprocess.run(
-                ["ip", "link", "delete", link.host_if], capture_output=True, timeout=CMD_TIMEOUT_S, check=False
+                ["ip", "link", "delete", link.host_if],
+                capture_output=True,
+                timeout=CMD_TIMEOUT_S,
+                check=False,
             )
     (ALLOC_DIR / f"{slot:04x}").unlink(missing_ok=True)
 
@@ -251,8 +260,19 @@ class Topology:
         self.ns(["ip", "link", "set", "lo", "up"])
         for link in self.links.values():
             run_cmd(
-                ["ip", "link", "add", link.host_if, "type", "veth", "peer", "name", link.core_if,
-                 "netns", self.netns]
+                [
+                    "ip",
+                    "link",
+                    "add",
+                    link.host_if,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    link.core_if,
+                    "netns",
+                    self.netns,
+                ]
             )
             run_cmd(["ip", "addr", "add", f"{link.host_addr}/{link.prefix_len}", "dev", link.host_if])
             run_cmd(["ip", "link", "set", link.host_if, "up"])

@@ -43,7 +43,8 @@ def _stand(nut: NetUnderTest) -> NetworkStand:
 
 @pytest.mark.requirement(
     "after a partition client devices reconnect with backoff and jitter: none retries faster than its policy "
-    "allows or in a tight loop, the retry delays are spread (no synchronized spikes), all are back after it heals",
+    "allows or in a tight loop, the retry delays are spread (no synchronized spikes), all are back after it "
+    "heals",
     source="issue #12; scenarios.md network",
 )
 def test_n1_reconnect_backoff_jitter(
@@ -61,7 +62,9 @@ def test_n1_reconnect_backoff_jitter(
         d.start()
     try:
         for d in devices:
-            assert d.connected.wait(30), f"{d.thing} could not connect before the partition: {d.attempts[-1:]}"
+            assert d.connected.wait(30), (
+                f"{d.thing} could not connect before the partition: {d.attempts[-1:]}"
+            )
         cut_at = time.time()
         ctl.cut("fleet", "reject", kill_established=True)
         time.sleep(N1_PARTITION_S)
@@ -80,8 +83,13 @@ def test_n1_reconnect_backoff_jitter(
         else f"{len(devices)} devices reconnected with {policy} after a {N1_PARTITION_S:g} s partition"
     )
     net_record(
-        record_result, net_stand, profile, "n1_reconnect_backoff_jitter", ok=verdict.ok,
-        requirement="reconnect with backoff and jitter after a partition", message=message,
+        record_result,
+        net_stand,
+        profile,
+        "n1_reconnect_backoff_jitter",
+        ok=verdict.ok,
+        requirement="reconnect with backoff and jitter after a partition",
+        message=message,
         evidence="\n".join([*verdict.problems, *verdict.evidence]),
     )
     assert verdict.ok, message + "\n" + "\n".join(verdict.evidence)
@@ -138,16 +146,22 @@ def test_n2_qos1_through_partition(
     ok = not missing and bool(disconnects)
     if missing:
         message = (
-            f"QoS 1 messages to the persistent session were lost through the partition: {len(missing)} of {total} "
-            f"(seq {missing[0]}-{missing[-1]}; cut at {cut_seq}, healed at {heal_seq}; SUBACK granted QoS {granted})"
+            "QoS 1 messages to the persistent session were lost through the partition: "
+            f"{len(missing)} of {total} (seq {missing[0]}-{missing[-1]}; cut at {cut_seq}, "
+            f"healed at {heal_seq}; SUBACK granted QoS {granted})"
         )
     elif not disconnects:
         message = "the subscriber never lost its connection: the partition did not outlast the keep-alive"
     else:
         message = f"all {total} QoS 1 messages delivered across a {N2_PARTITION_S:g} s partition"
     net_record(
-        record_result, net_stand, profile, "n2_qos1_through_partition", ok=ok,
-        requirement="QoS 1 delivery holds through a short partition for persistent sessions", message=message,
+        record_result,
+        net_stand,
+        profile,
+        "n2_qos1_through_partition",
+        ok=ok,
+        requirement="QoS 1 delivery holds through a short partition for persistent sessions",
+        message=message,
         evidence=f"published {total}, received {len(got)} distinct, subscriber disconnects: {disconnects}",
     )
     assert ok, message
@@ -172,14 +186,20 @@ def test_n3_local_while_cloud_cut(
     cloud_sub = MqttDevice(watcher, net_stand.cloud_creds(watcher))
     results: list[tuple[int, float | None]] = []
     try:
-        for dev, host, port in ((pub, addr, core.port), (sub, addr, core.port), (cloud_sub, cb.host, cb.port)):
+        for dev, host, port in (
+            (pub, addr, core.port),
+            (sub, addr, core.port),
+            (cloud_sub, cb.host, cb.port),
+        ):
             res = dev.connect(host, port)
             assert res.connected, f"{dev.client_id} could not connect to {host}:{port}: {res}"
         assert sub.subscribe("relay/#", 1) in (0, 1), "the core refused the subscription to relay/#"
         assert cloud_sub.subscribe(topic, 1) == 1, "the cloud endpoint refused the subscription"
         assert pub.publish(topic, b"before", qos=1)
         before = [m.payload for m in cloud_sub.collect(1, 15)]
-        assert before == [b"before"], "the core's bridge did not carry local traffic to the cloud before the cut"
+        assert before == [b"before"], (
+            "the core's bridge did not carry local traffic to the cloud before the cut"
+        )
         assert _wait_for(sub, topic, b"before", 5), "local delivery failed before the cut"
         ctl.cut("cloud", "drop")
         cut_end = time.monotonic() + N3_CUT_S
@@ -214,8 +234,13 @@ def test_n3_local_while_cloud_cut(
     )
     rtts = [t for _, t in results if t is not None]
     net_record(
-        record_result, net_stand, profile, "n3_local_while_cloud_cut", ok=not problems,
-        requirement="the core keeps serving local clients while its cloud link is cut", message=message,
+        record_result,
+        net_stand,
+        profile,
+        "n3_local_while_cloud_cut",
+        ok=not problems,
+        requirement="the core keeps serving local clients while its cloud link is cut",
+        message=message,
         evidence=f"round trips: {len(rtts)}/{len(results)} ok"
         + (f", max {max(rtts) * 1000:.0f} ms" if rtts else "")
         + f"; cloud got the post-heal message: {after}",

@@ -1,4 +1,4 @@
-"""Impairment specs: the --impair spelling, its errors (naming the field and what is allowed) and netem args."""
+"""Impairment specs: the --impair spelling, its errors (naming field and allowed values), netem args."""
 
 from __future__ import annotations
 
@@ -14,8 +14,21 @@ def test_full_spec_parses_and_round_trips() -> None:
     assert str(spec) == "delay=100ms,jitter=10ms,loss=2%,duplicate=1%,reorder=5%,rate=1000kbit"
     assert Impairment.parse(str(spec)) == spec
     assert spec.netem_args() == [
-        "limit", "10000", "delay", "100ms", "10ms", "distribution", "normal",
-        "loss", "2%", "duplicate", "1%", "reorder", "5%", "rate", "1000kbit",
+        "limit",
+        "10000",
+        "delay",
+        "100ms",
+        "10ms",
+        "distribution",
+        "normal",
+        "loss",
+        "2%",
+        "duplicate",
+        "1%",
+        "reorder",
+        "5%",
+        "rate",
+        "1000kbit",
     ]
 
 

@@ -24,14 +24,25 @@ DEFECTS = {
     "n3_local_while_cloud_cut": "the core stopped serving local devices while its cloud link was cut",
 }
 DEFECT_ARGS = [
-    "--net-client-backoff", "exponential:0.25:2",  # a client policy without jitter (N1)
-    "--net-fault", "offline_queue_off",  # N2
-    "--net-fault", "local_stalls_without_cloud",  # N3
+    "--net-client-backoff",
+    "exponential:0.25:2",  # a client policy without jitter (N1)
+    "--net-fault",
+    "offline_queue_off",  # N2
+    "--net-fault",
+    "local_stalls_without_cloud",  # N3
 ]
 
 
 def run_suite(report: Path, profiles: list[str], extra: list[str]) -> tuple[int, dict[str, object], str]:
-    argv = [sys.executable, "-m", "pytest", str(REPO / "scenarios" / "network"), "-p", "no:cacheprovider", "-q"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(REPO / "scenarios" / "network"),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
     for p in profiles:
         argv += ["--profile", p]
     argv += ["--report-dir", str(report), *extra]

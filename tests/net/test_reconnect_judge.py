@@ -46,7 +46,10 @@ def test_policy_without_jitter_fails_with_lockstep_message() -> None:
 
 def test_tight_loop_fails() -> None:
     policy = BackoffPolicy("none", 0.25, 2)
-    log = {"dev-0": [Attempt(CUT, False, "disconnect")] + [Attempt(CUT + 0.001 * k, False, "connect", k) for k in range(1, 50)]}
+    log = {
+        "dev-0": [Attempt(CUT, False, "disconnect")]
+        + [Attempt(CUT + 0.001 * k, False, "connect", k) for k in range(1, 50)]
+    }
     j = judge(log, policy, CUT, HEAL)
     assert any("unbounded retry loop" in p for p in j.problems)
     assert any("did not reconnect" in p for p in j.problems)
@@ -54,7 +57,13 @@ def test_tight_loop_fails() -> None:
 
 def test_retry_below_policy_floor_fails() -> None:
     policy = BackoffPolicy("equal-jitter", 1.0, 8)
-    log = {"dev-0": [Attempt(CUT, False, "disconnect"), Attempt(CUT + 0.2, False, "connect", 0), Attempt(HEAL + 1, True, "connect", 1)]}
+    log = {
+        "dev-0": [
+            Attempt(CUT, False, "disconnect"),
+            Attempt(CUT + 0.2, False, "connect", 0),
+            Attempt(HEAL + 1, True, "connect", 1),
+        ]
+    }
     j = judge(log, policy, CUT, HEAL)
     assert "allows no less than 0.500 s" in j.problems[0]
 
