@@ -41,6 +41,8 @@ V1_KERNEL_CONTAINERS, V1_KERNEL_NO_CONTAINERS, V2_KERNEL = (4, 4), (3, 17), (2, 
 GLIBC_MIN, MUSL_MIN = (2, 14), (1, 1, 16)
 JAVA_MIN = 8
 DOCKER_MIN = (1, 9, 1)
+#: The oldest Docker Compose any connector version was verified with (seed 003: 1.24.1 for version 1).
+DOCKER_COMPOSE_MIN = (1, 24, 1)
 #: Kernel options for containerized Lambdas (seed 002), plus INOTIFY_USER which the table adds.
 KERNEL_OPTIONS = (
     "IPC_NS", "UTS_NS", "USER_NS", "PID_NS",
@@ -169,7 +171,8 @@ ROWS: tuple[Row, ...] = (
         f"user {GG_USER} and group {GG_GROUP} exist",
         f"user {GG_USER} and group {GG_GROUP} exist, and root may run sudo as any user and group"),
     Row("docker", "Docker engine and compose",
-        "Docker Engine >= {}.{}.{} and docker-compose in /usr/bin or /usr/local/bin, ".format(*DOCKER_MIN)
+        "Docker Engine >= {}.{}.{} and docker-compose >= {}.{}.{} in /usr/bin or /usr/local/bin, ".format(
+            *DOCKER_MIN, *DOCKER_COMPOSE_MIN)
         + f"{GG_USER} in group docker, a python3 on PATH, >= {DOCKER_CONNECTOR_RAM_MB} MB RAM for the "
         "connector",
         "Docker Engine >= {}.{}.{} on PATH for the Docker application manager".format(*DOCKER_MIN),

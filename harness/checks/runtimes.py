@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from harness.checks.catalog import (
+    DOCKER_COMPOSE_MIN,
     DOCKER_CONNECTOR_RAM_MB,
     DOCKER_MIN,
     GG_USER,
@@ -123,6 +124,19 @@ def _docker_engine(target: Target, docker: str) -> tuple[bool, str]:
                 f"{fmt_version(DOCKER_MIN)}")
 
 
+def _compose_version(target: Target, compose: str) -> tuple[bool, str]:
+    res = target.run([compose, "--version"], timeout=CMD_TIMEOUT)
+    if not res.ok:
+        return False, f"`{compose} --version` failed (exit {res.exit_status})"
+    line = res.stdout.strip().splitlines()[0] if res.stdout.strip() else ""
+    version = parse_version(line.split("version", 1)[-1])
+    if version is None:
+        return False, f"`{compose} --version` gave no version: {line!r}"
+    ok = at_least(version, DOCKER_COMPOSE_MIN)
+    return ok, (f"{line} ({compose}) is {'at least' if ok else 'older than'} Docker Compose "
+                f"{fmt_version(DOCKER_COMPOSE_MIN)}")
+
+
 def _group_members(group_text: str, name: str) -> tuple[str, list[str]] | None:
     for line in group_text.splitlines():
         fields = line.split(":")
@@ -154,11 +168,8 @@ def docker(target: Target, profile: DeviceProfile) -> CheckResult:
         if compose is None:
             problems.append(f"no docker-compose executable in {' or '.join(DOCKER_DIRS)}")
         else:
-            res = target.run([compose, "--version"], timeout=CMD_TIMEOUT)
-            if res.ok:
-                found.append(res.stdout.strip().splitlines()[0] if res.stdout.strip() else compose)
-            else:
-                problems.append(f"`{compose} --version` failed (exit {res.exit_status})")
+            ok, text = _compose_version(target, compose)
+            (found if ok else problems).append(text)
         group = _group_members(target.read_text("/etc/group") or "", "docker")
         passwd = target.read_text("/etc/passwd") or ""
         primary = next((ln.split(":")[3] for ln in passwd.splitlines()
