@@ -20,6 +20,7 @@ from harness.clients.mqtt import Credentials
 from harness.errors import HarnessError, InputError
 from harness.fleet.backoff import BackoffPolicy
 from harness.net.cloud_link import NET_FAULTS, check_net_faults
+from harness.net.discovery_retry import CLIENT_FAULTS
 from harness.profiles import DeviceProfile
 from harness.records import TestRecord
 
@@ -38,6 +39,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         + ", ".join(NET_FAULTS),
     )
     group.addoption(
+        "--net-client-fault",
+        action="append",
+        default=[],
+        dest="harness_net_client_faults",
+        help="seeded defect of the network scenarios' client devices (repeatable): "
+        + ", ".join(CLIENT_FAULTS),
+    )
+    group.addoption(
         "--net-client-backoff",
         default=DEFAULT_CLIENT_BACKOFF,
         dest="harness_net_client_backoff",
@@ -50,6 +59,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Reject an unknown fault or policy before anything runs (pytest usage error)."""
     try:
         check_net_faults(config.getoption("harness_net_faults") or [])
+        unknown = sorted(set(config.getoption("harness_net_client_faults") or []) - set(CLIENT_FAULTS))
+        if unknown:
+            raise InputError(f"--net-client-fault {', '.join(unknown)}: allowed: {', '.join(CLIENT_FAULTS)}")
         BackoffPolicy.parse(config.getoption("harness_net_client_backoff") or DEFAULT_CLIENT_BACKOFF)
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -64,6 +76,7 @@ class NetUnderTest:
     sensors: list[str]
     reconnectors: list[str]
     client_backoff: BackoffPolicy
+    client_faults: frozenset[str] = frozenset()
 
     @property
     def core(self) -> object:
@@ -97,8 +110,14 @@ class NetStandPool:
     """Network stands of this session, one per profile, built on first use and torn down at the end."""
 
     def __init__(
-        self, cloud: object, faults: frozenset[str], net_faults: frozenset[str], backoff: str
+        self,
+        cloud: object,
+        faults: frozenset[str],
+        net_faults: frozenset[str],
+        backoff: str,
+        client_faults: frozenset[str] = frozenset(),
     ) -> None:
+        self.client_faults = client_faults
         self.cloud = cloud
         self.faults = faults
         self.net_faults = net_faults
@@ -131,7 +150,7 @@ class NetStandPool:
             self.broken[profile.name] = f"network stand for {profile.name} could not be built: {exc}"
             raise TargetUnavailable(self.broken[profile.name]) from None
         sensors = [s for s in fleet.sensors if not s.startswith(f"{name}-dev-r")]
-        nut = NetUnderTest(stand, self.cloud, sensors, reconnectors, self.backoff)
+        nut = NetUnderTest(stand, self.cloud, sensors, reconnectors, self.backoff, self.client_faults)
         self.stands[profile.name] = nut
         return nut
 
@@ -152,7 +171,13 @@ def net_pool(
         net_faults = check_net_faults(pytestconfig.getoption("harness_net_faults") or [])
     except InputError as exc:
         raise pytest.UsageError(str(exc)) from None
-    pool = NetStandPool(cloud, core_faults, net_faults, pytestconfig.getoption("harness_net_client_backoff"))
+    pool = NetStandPool(
+        cloud,
+        core_faults,
+        net_faults,
+        pytestconfig.getoption("harness_net_client_backoff"),
+        frozenset(pytestconfig.getoption("harness_net_client_faults") or []),
+    )
     try:
         yield pool
     finally:

@@ -170,6 +170,34 @@ def connect_profile(devices: dict[str, list[Attempt]], since: float) -> list[tup
     return [(round(b * PROFILE_BIN_S, 1), n) for b, n in sorted(bins.items())]
 
 
+def spread_problems(
+    steps: dict[int, list[float]],
+    policy: BackoffPolicy,
+    *,
+    what: str = "retry",
+    evidence: list[str] | None = None,
+) -> list[str]:
+    """A problem for every step at which the devices' measured delays are (almost) equal: no jitter."""
+    out = []
+    for step, gaps in sorted(steps.items()):
+        if len(gaps) < 4:
+            continue
+        mean = sum(gaps) / len(gaps)
+        spread = max(gaps) - min(gaps)
+        if evidence is not None:
+            evidence.append(
+                f"step {step}: {len(gaps)} {what} delays, {min(gaps):.3f}-{max(gaps):.3f} s "
+                f"(spread {spread:.3f} s)"
+            )
+        if mean >= 0.05 and spread < MIN_SPREAD * mean:
+            out.append(
+                f"no jitter: at {what} step {step} all {len(gaps)} devices waited {mean:.3f} s "
+                f"(spread {spread * 1000:.0f} ms < {MIN_SPREAD:.0%} of the delay), so they retry in lockstep "
+                f"and the connect-rate profile shows synchronized spikes (policy {policy})"
+            )
+    return out
+
+
 def judge(
     devices: dict[str, list[Attempt]], policy: BackoffPolicy, cut_at: float, healed_at: float
 ) -> Judgement:
@@ -197,21 +225,7 @@ def judge(
                 j.problems.append(f"{thing} retried {gap:.3f} s after a failure at step {step}: {why}")
                 break
             steps.setdefault(step, []).append(gap)
-    for step, gaps in sorted(steps.items()):
-        if len(gaps) < 4:
-            continue
-        mean = sum(gaps) / len(gaps)
-        spread = max(gaps) - min(gaps)
-        j.evidence.append(
-            f"step {step}: {len(gaps)} retries, delay {min(gaps):.3f}-{max(gaps):.3f} s "
-            f"(spread {spread:.3f} s)"
-        )
-        if mean >= 0.05 and spread < MIN_SPREAD * mean:
-            j.problems.append(
-                f"no jitter: at retry step {step} all {len(gaps)} devices waited {mean:.3f} s "
-                f"(spread {spread * 1000:.0f} ms < {MIN_SPREAD:.0%} of the delay), so they retry in lockstep "
-                f"and the connect-rate profile shows synchronized spikes (policy {policy})"
-            )
+    j.problems += spread_problems(steps, policy, evidence=j.evidence)
     profile = connect_profile(devices, cut_at)
     peak = max((n for _, n in profile), default=0)
     j.evidence.append(

@@ -1,7 +1,8 @@
-"""Network scenarios N1-N3: the core behind a real link (namespace + veth) that the harness impairs and cuts.
+"""Network scenarios N1-N4: the core behind a real link (namespace + veth) that the harness impairs and cuts.
 
 N1 devices reconnect after a partition by backoff with jitter; N2 QoS 1 delivery to a persistent session holds
-through a partition; N3 the core keeps serving local devices while its cloud link is cut. Devices are real
+through a partition; N3 the core keeps serving local devices while its cloud link is cut; N4 discovery
+retries behave while the core is unreachable on every connectivity entry. Devices are real
 MQTT clients with mutual TLS; the core is reached only over the network and driven through its interface.
 """
 
@@ -24,6 +25,7 @@ N1_PARTITION_S = 5.0
 N2_PARTITION_S = 6.0  # longer than 1.5 x the subscriber's 2 s keep-alive: the broker drops the connection
 N3_CUT_S = 8.0
 RATE_HZ = 10
+N4_UNREACHABLE_S = 5.0
 
 
 def _wait_for(dev: MqttDevice, topic: str, payload: bytes, timeout: float) -> bool:
@@ -246,3 +248,68 @@ def test_n3_local_while_cloud_cut(
         + f"; cloud got the post-heal message: {after}",
     )
     assert not problems, message
+
+
+@pytest.mark.requirement(
+    "while the core is unreachable on every connectivity entry, devices try each entry, then re-discover by "
+    "backoff with jitter (never in a tight loop against the discovery endpoint), and connect once it is back",
+    source="issue #12; scenarios.md network; Greengrass discovery client flow",
+)
+def test_n4_discovery_retries(
+    net_stand: NetUnderTest,
+    profile: DeviceProfile,
+    discovery: object,
+    record_result: Callable[[TestRecord], None],
+) -> None:
+    from harness.cloud.api import Cloud
+    from harness.cloud.discovery import DiscoveryServer
+    from harness.net.discovery_retry import DiscoveringDevice, DiscoveryTarget, judge_discovery
+
+    stand = _stand(net_stand)
+    ctl = stand.control
+    assert ctl is not None and isinstance(discovery, DiscoveryServer) and isinstance(net_stand.cloud, Cloud)
+    target = DiscoveryTarget(discovery.host, discovery.port, net_stand.cloud.root_ca_path)
+    policy = net_stand.client_backoff
+    fault = "discovery_without_backoff" if "discovery_without_backoff" in net_stand.client_faults else None
+    ctl.cut("fleet", "reject")
+    ctl.cut("cloud", "reject")
+    devices = []
+    for i, thing in enumerate(net_stand.reconnectors[:6]):
+        files = net_stand.cloud.device_files(thing)
+        devices.append(
+            DiscoveringDevice(
+                thing, files.cert_path, files.key_path, target, policy, seed=100 + i, fault=fault
+            )
+        )
+    try:
+        for d in devices:
+            d.start()
+        time.sleep(N4_UNREACHABLE_S)
+        ctl.heal("fleet")
+        ctl.heal("cloud")
+        healed_at = time.time()
+        deadline = time.monotonic() + policy.cap_s + 20
+        while time.monotonic() < deadline and not all(d.connected.is_set() for d in devices):
+            time.sleep(0.1)
+    finally:
+        for d in devices:
+            d.close()
+    entries = max(len(d.entries) for d in devices)
+    verdict = judge_discovery({d.thing: d.attempts for d in devices}, entries, policy, healed_at)
+    message = (
+        "; ".join(verdict.problems[:3])
+        if verdict.problems
+        else f"{len(devices)} devices re-discovered with {policy} through {entries} unreachable entries "
+        f"for {N4_UNREACHABLE_S:g} s, then connected"
+    )
+    net_record(
+        record_result,
+        net_stand,
+        profile,
+        "n4_discovery_retries",
+        ok=verdict.ok,
+        requirement="discovery retries behave while the core is unreachable",
+        message=message,
+        evidence="\n".join([*verdict.problems, *verdict.evidence]),
+    )
+    assert verdict.ok, message + "\n" + "\n".join(verdict.evidence)

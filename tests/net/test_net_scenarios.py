@@ -1,7 +1,7 @@
 """The network scenarios pass on the reference core (native and emulated) and fail on each seeded defect.
 
 Each run is the real suite in a pytest subprocess (real namespaces, broker, TLS), with its report read back.
-One defect run carries all three defects at once: each touches only its own scenario, which must fail with
+One defect run carries all four defects at once: each touches only its own scenario, which must fail with
 its own message.
 """
 
@@ -22,6 +22,7 @@ DEFECTS = {
     "n1_reconnect_backoff_jitter": "no jitter: at retry step",
     "n2_qos1_through_partition": "QoS 1 messages to the persistent session were lost through the partition",
     "n3_local_while_cloud_cut": "the core stopped serving local devices while its cloud link was cut",
+    "n4_discovery_retries": "a tight loop against the discovery endpoint",
 }
 DEFECT_ARGS = [
     "--net-client-backoff",
@@ -30,6 +31,8 @@ DEFECT_ARGS = [
     "offline_queue_off",  # N2
     "--net-fault",
     "local_stalls_without_cloud",  # N3
+    "--net-client-fault",
+    "discovery_without_backoff",  # N4
 ]
 
 
