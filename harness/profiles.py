@@ -26,9 +26,10 @@ from harness.paths import PROFILES_DIR
 
 Arch = Literal["armv6l", "armv7l", "aarch64", "x86_64"]
 DebianArch = Literal["armel", "armhf", "arm64", "amd64"]
-Transport = Literal["qemu-user", "local", "ssh"]
+Transport = Literal["qemu-user", "qemu-system", "local", "ssh"]
 OsLabel = Literal["ubuntu", "raspbian", "amazon_linux", "openwrt", "debian"]
 Generation = Literal["v1", "v2"]
+Accel = Literal["kvm", "tcg"]
 Feature = Literal["ota", "containers", "docker", "stream_manager", "lambda_runtimes", "java", "power_loss"]
 LambdaRuntime = Literal["python3.7", "python3.8", "python3", "nodejs12.x", "java8"]
 
@@ -114,6 +115,40 @@ class PowerConfig(_Strict):
         return self
 
 
+class SystemVm(_Strict):
+    """A whole emulated machine (transport ``qemu-system``): QEMU binary, machine, CPU and boot files.
+
+    Board knowledge lives here, not in code: which QEMU machine and CPU the board is, where its kernel,
+    initrd and device tree lie inside the root file system, which console it talks on and what the kernel
+    command line says.
+    """
+
+    qemu: str = Field(description="QEMU system emulator, e.g. qemu-system-aarch64")
+    machine: str = Field(description="QEMU machine (-machine), e.g. virt, raspi0, q35")
+    cpu: str | None = Field(None, description="QEMU CPU model (-cpu), e.g. cortex-a53; None: the default")
+    accel: list[Accel] = Field(
+        default_factory=lambda: list[Accel](["tcg"]),
+        description="accelerators to try in order; kvm is used only when /dev/kvm opens and the guest "
+        "architecture is the host's",
+    )
+    smp: int = Field(1, ge=1, le=64, description="virtual CPUs")
+    kernel: str = Field(description="kernel image inside the root file system (glob), e.g. boot/vmlinuz-*")
+    initrd: str | None = Field(None, description="initrd inside the root file system (glob)")
+    dtb: str | None = Field(None, description="device tree inside the root file system (glob)")
+    append: list[str] = Field(
+        default_factory=list, description="kernel command line words, e.g. root=/dev/vda console=ttyAMA0"
+    )
+    disk_interface: Literal["virtio", "sd", "ide", "none"] = Field(
+        "virtio", description="how the raw root disk is attached (-drive if=...)"
+    )
+    net_device: str = Field(
+        "virtio-net-pci", description="QEMU NIC model for user-mode networking, e.g. virtio-net-device"
+    )
+    extra_args: list[str] = Field(default_factory=list, description="further QEMU arguments (argv words)")
+    boot_timeout_s: float = Field(600.0, gt=0, description="seconds from power on to an SSH answer")
+    shutdown_timeout_s: float = Field(120.0, gt=0, description="seconds a clean shutdown may take")
+
+
 class DeviceProfile(_Strict):
     """One device under test."""
 
@@ -130,6 +165,7 @@ class DeviceProfile(_Strict):
     resources: Resources = Resources()
     kernel_config: str | None = Field(None, description="kernel config file to check instead of the live one")
     ssh: SshConfig | None = None
+    system: SystemVm | None = Field(None, description="the emulated machine (transport qemu-system)")
     power: PowerConfig = PowerConfig()
     #: Where the core is installed on the target.
     install_root: str = "/greengrass"
@@ -140,6 +176,11 @@ class DeviceProfile(_Strict):
         if self.transport == "qemu-user" and self.userland is None:
             raise ValueError(
                 "transport 'qemu-user' needs a 'userland' section (suite, architecture, packages)"
+            )
+        if self.transport == "qemu-system" and (self.userland is None or self.system is None):
+            raise ValueError(
+                "transport 'qemu-system' needs a 'userland' section (its root disk, with the kernel package) "
+                "and a 'system' section (qemu, machine, cpu, kernel, append)"
             )
         if self.transport == "ssh" and self.ssh is None:
             raise ValueError("transport 'ssh' needs an 'ssh' section (host, port, user, key_file)")

@@ -11,6 +11,10 @@ def make_target(profile: DeviceProfile, instance: str | None = None) -> Target:
         from harness.targets.qemu_user import QemuUserTarget
 
         return QemuUserTarget(profile, instance=instance)
+    if profile.transport == "qemu-system":
+        from harness.targets.qemu_system import QemuSystemTarget
+
+        return QemuSystemTarget(profile, instance=instance)
     if profile.transport == "ssh":
         from harness.targets.ssh import SshTarget
 
