@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=15.0, help="seconds of telemetry per phase")
     ap.add_argument("--subscribers", type=int, default=2)
     ap.add_argument("--impair", default="delay=100ms,loss=2%")
+    ap.add_argument("--repeat", type=int, default=1, help="repeat the baseline/impaired/cleared triple")
     ap.add_argument("--loopback-peer", action="store_true", help="also run against the core on 127.0.0.1")
     ap.add_argument("--out", type=Path, default=None, help="write bench-network.json here")
     args = ap.parse_args(argv)
@@ -140,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
             broker = BrokerEndpoint(
                 stand.topology.link("fleet").core_addr, stand.core.port, cloud.core_ca(CORE).pem
             )
-            phases.append(run_phase("baseline", cfg, identities, broker, ctl))
-            ctl.impair("fleet", spec)
-            phases.append(run_phase("impaired", cfg, identities, broker, ctl))
-            ctl.clear("fleet")
-            phases.append(run_phase("cleared", cfg, identities, broker, ctl))
+            for _ in range(max(1, args.repeat)):
+                phases.append(run_phase("baseline", cfg, identities, broker, ctl))
+                ctl.impair("fleet", spec)
+                phases.append(run_phase("impaired", cfg, identities, broker, ctl))
+                ctl.clear("fleet")
+                phases.append(run_phase("cleared", cfg, identities, broker, ctl))
             ctl.close()
             net_report = ctl.report()
     if args.loopback_peer:

@@ -26,6 +26,7 @@ N2_PARTITION_S = 6.0  # longer than 1.5 x the subscriber's 2 s keep-alive: the b
 N3_CUT_S = 8.0
 RATE_HZ = 10
 N4_UNREACHABLE_S = 5.0
+N2_COLLECT_S = 25.0
 
 
 def _wait_for(dev: MqttDevice, topic: str, payload: bytes, timeout: float) -> bool:
@@ -132,12 +133,10 @@ def test_n2_qos1_through_partition(
                 heal_seq = seq
             assert pub.publish(topic, str(seq).encode(), qos=1, timeout=10), f"publish {seq} got no PUBACK"
             time.sleep(max(0.0, start + (seq + 1) / RATE_HZ - time.monotonic()))
-        got = {int(m.payload) for m in sub.collect(total * 2, 25) if m.topic == topic}
-        while len(got) < total:
-            more = sub.collect(1, 0.5)
-            if not more:
-                break
-            got |= {int(m.payload) for m in more if m.topic == topic}
+        got: set[int] = set()
+        deadline = time.monotonic() + N2_COLLECT_S  # the session's queue arrives after the reconnect
+        while len(got) < total and (left := deadline - time.monotonic()) > 0:
+            got |= {int(m.payload) for m in sub.collect(1, left) if m.topic == topic}
         disconnects = []
         while not sub.disconnects.empty():
             disconnects.append(sub.disconnects.get_nowait())
