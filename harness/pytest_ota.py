@@ -67,16 +67,19 @@ class OtaStand:
         return update
 
 
-def _at_base(driver: NucleusDriver) -> None:
-    """Reinstall the base version when an earlier test left another one running."""
+def _at_base(driver: NucleusDriver, *, force: bool = False) -> None:
+    """Reinstall the base version when an earlier test left another one running (or ``force``)."""
     try:
         version = nucleus_version(driver) if driver.is_running() else ""
     except TargetError:
         version = ""
-    if version == core_versions.BASE_VERSION:
+    if version == core_versions.BASE_VERSION and not force:
         return
     if driver.is_running():
         driver.stop(timeout=30)
+    if force:  # the unfinished update would resume (and fail again) on the reinstalled core: drop it
+        driver.target.run(["rm", "-rf", "--", f"{driver.cli.root}/deployments"], timeout=60)
+        driver.deployment_ids.clear()
     driver.install()
     driver.start()
 
@@ -100,7 +103,10 @@ def ota(
     if nucleus.target.is_on:
         v1.restore_scripts()
         if not nucleus.is_running():
-            nucleus.start()
+            try:
+                nucleus.start()
+            except TargetError:  # e.g. a seeded defect left a version that cannot start: start over
+                _at_base(nucleus, force=True)
         _broker_up(core_under_test)
 
 

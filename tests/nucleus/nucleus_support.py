@@ -1,13 +1,29 @@
-"""Helpers of the nucleus tests: small agent timeouts and recipes written on the fly."""
+"""Helpers of the nucleus and OTA tests: small agent timeouts, recipes written on the fly, the agent on the
+host (fixtures ``host_target``/``make_nucleus``, imported by tests/nucleus and tests/ota conftests) and
+``run_suite``, which runs a scenario suite as a subprocess the way a user would and reads its results.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from harness.core.nucleus.device.settings import AgentSettings
 from harness.core.nucleus.driver import NucleusDriver
+from harness.errors import TargetError
+from harness.profiles import DeviceProfile
+from harness.targets.local import LocalTarget
+
+REPO = Path(__file__).resolve().parents[2]
 
 #: Small timeouts so every rule is exercised in about a second.
 FAST = {
@@ -53,3 +69,78 @@ def write_recipe(
     path = directory / f"{name}-{version}.json"
     path.write_text(json.dumps(recipe, indent=1))
     return path
+
+
+@pytest.fixture
+def host_target() -> Iterator[LocalTarget]:
+    target = LocalTarget(
+        DeviceProfile(name="host-nucleus", arch=platform.machine(), transport="local", os="ubuntu")
+    )
+    target.power_on()
+    try:
+        yield target
+    finally:
+        target.close()
+
+
+@pytest.fixture
+def make_nucleus(host_target: LocalTarget) -> Iterator[MakeNucleus]:
+    """Install and start an agent in a fresh root (short: the CLI socket path must fit a Unix socket)."""
+    made: list[NucleusDriver] = []
+    roots: list[str] = []
+
+    def make(*faults: str, start: bool = True, root: str | None = None, **settings: Any) -> NucleusDriver:
+        if root is None:
+            root = tempfile.mkdtemp(prefix="ggn-", dir="/tmp")
+            roots.append(root)
+        values = {**FAST, **settings}
+        driver = NucleusDriver.reference(
+            host_target, root, faults=faults, settings=AgentSettings(**values), python=sys.executable
+        )
+        driver.install()
+        if start:
+            driver.start(timeout=30)
+        made.append(driver)
+        return driver
+
+    yield make
+    for driver in made:
+        if host_target.is_on:
+            try:
+                driver.stop(timeout=10)
+            except TargetError:
+                pass
+    host_target.power_cut()  # whatever a test left running dies with the target's cgroup
+    for root in roots:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_suite(
+    suite: str,
+    report: Path,
+    profile: str,
+    keyword: str = "test_",
+    faults: tuple[str, ...] = (),
+    timeout: float = 600,
+) -> tuple[int, dict[str, object], str]:
+    """Run ``scenarios/<suite>`` (``-k keyword``) with nucleus faults: (exit status, results, output)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(REPO / "scenarios" / suite),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-k",
+        keyword,
+        "--profile",
+        profile,
+        "--report-dir",
+        str(report),
+    ]
+    for f in faults:
+        argv += ["--nucleus-fault", f]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    data = json.loads((report / "results.json").read_text())
+    return res.returncode, data, res.stdout + res.stderr

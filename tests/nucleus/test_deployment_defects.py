@@ -8,11 +8,11 @@ broke. ``non_atomic_config_write`` is proven by the crash tests of test_persist.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
+import nucleus_support
 import pytest
 
 pytestmark = pytest.mark.qemu
@@ -32,26 +32,7 @@ DEFECTS = {
 def run_suite(
     report: Path, profile: str, keyword: str = "test_", faults: tuple[str, ...] = ()
 ) -> tuple[int, dict[str, object], str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(REPO / "scenarios" / "deployment"),
-        "-p",
-        "no:cacheprovider",
-        "-q",
-        "-k",
-        keyword,
-        "--profile",
-        profile,
-        "--report-dir",
-        str(report),
-    ]
-    for f in faults:
-        argv += ["--nucleus-fault", f]
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=REPO)
-    data = json.loads((report / "results.json").read_text())
-    return res.returncode, data, res.stdout + res.stderr
+    return nucleus_support.run_suite("deployment", report, profile, keyword, faults)
 
 
 @pytest.mark.parametrize("profile", [NATIVE, EMULATED])

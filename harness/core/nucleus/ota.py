@@ -24,12 +24,15 @@ from typing import Any
 
 from harness.cloud.jobs import Execution, Job, JobsService
 from harness.core.nucleus import core_versions
+from harness.core.nucleus.cli_adapter import DeploymentInfo
 from harness.core.nucleus.driver import NucleusCommandError, NucleusDriver
 from harness.errors import CommandTimeout, InputError, TargetError
 from harness.profiles import DeviceProfile
 from harness.targets.base import Target
 
 NUCLEUS = core_versions.NUCLEUS
+#: How long the core's service may be stopped (not answering, not running) before an update is given up.
+CORE_DOWN_S = 15.0
 SCRIPTS = ("ggc_pre_update.sh", "ggc_post_update.sh", "ota_pre_update.sh", "ota_post_update.sh")
 #: Ways the scenarios break one managedRespawn script (O3).
 BAD_SCRIPTS = ("missing", "not_root_owned", "group_executable", "failing")
@@ -105,20 +108,40 @@ def update_core_v2(
     )
 
 
-def _wait_through_restart(driver: NucleusDriver, dep: str, timeout: float, gaps: list[float]) -> Any:
-    """``wait_deployment`` through restarts, noting how long the CLI did not answer (host view)."""
+def _wait_through_restart(
+    driver: NucleusDriver, dep: str, timeout: float, gaps: list[float]
+) -> DeploymentInfo:
+    """``wait_deployment`` through restarts, noting how long the CLI did not answer (host view).
+
+    A core whose service stopped (not merely restarting) for ``CORE_DOWN_S`` ends the wait: its update
+    cannot finish, and the scenario reports it as such instead of waiting for the whole timeout.
+    """
     down_since: list[float] = []
+    stopped_since: list[float] = []
     deadline = time.monotonic() + timeout
     while True:
         try:
             info = driver.deployment(dep)
             if down_since:
                 gaps.append(round(time.monotonic() - down_since.pop(), 3))
+            stopped_since.clear()
             if info.terminal:
                 return driver.wait_deployment(dep, 30)
         except NucleusCommandError:
             if not down_since:
                 down_since.append(time.monotonic())
+            if driver.is_running():
+                stopped_since.clear()
+            elif not stopped_since:
+                stopped_since.append(time.monotonic())
+            elif time.monotonic() - stopped_since[0] > CORE_DOWN_S:
+                return DeploymentInfo(
+                    id=dep,
+                    status="IN_PROGRESS",
+                    detailed_status="CORE_DOWN",
+                    failure_cause=f"the core stopped during the update and was not running for "
+                    f"{CORE_DOWN_S:g} s (see logs/loader.log)",
+                )
         if time.monotonic() > deadline:
             return driver.wait_deployment(dep, 1, through_restart=True)  # raises with the last state
         time.sleep(0.25)
@@ -130,7 +153,7 @@ def _answering_version(driver: NucleusDriver, timeout: float) -> str:
         try:
             return nucleus_version(driver)
         except NucleusCommandError:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or not driver.is_running():
                 return ""
             time.sleep(0.5)
 

@@ -54,6 +54,7 @@ class LaunchDirs:
         if not self.atomic:
             if os.path.lexists(path):
                 os.unlink(path)
+                cutpoint("launch.link_removed")  # only the defect has this window: no link at all
             os.symlink(target, path)
             return
         tmp = path + ".tmp"

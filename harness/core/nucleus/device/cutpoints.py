@@ -23,6 +23,8 @@ Every name (``<step>`` parts are listed in full):
   ``alts/new`` points at it (nucleus side, before it exits with 100).
 - ``launch.old_linked``, ``launch.current_linked``, ``launch.new_removed``: the loader's switch on start
   (``alts/old`` -> previous current, ``alts/current`` -> new, ``alts/new`` removed).
+- ``launch.link_removed``: only with the ``non_atomic_launch_switch`` fault: a launch-directory link was
+  removed and its replacement not yet created (a cut here leaves e.g. no ``alts/current``).
 - ``bootstrap``: the nucleus runs its bootstrap step of an update (after ``launch.new_linked``, before
   the exit that restarts it).
 - ``activation.before_status``: the new version is activated and healthy, before the status is reported.
@@ -54,6 +56,7 @@ NAMES = (
     "launch.old_linked",
     "launch.current_linked",
     "launch.new_removed",
+    "launch.link_removed",
     "bootstrap",
     "activation.before_status",
     "rollback.broken_linked",
