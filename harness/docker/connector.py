@@ -1,7 +1,8 @@
 """The Docker application deployment connector (seed 003), as a long-lived part of the reference core.
 
-It runs beside the core on the harness's side and drives the private podman engine with ``podman-compose``
-(pull, up, down; project name ``greengrassdockerapplicationdeployment``); the board's side of the contract
+It runs beside the core on the harness's side and drives the private podman engine with ``docker-compose``
+through the engine's Docker-compatible API (pull, up, down; project name
+``greengrassdockerapplicationdeployment``); the board's side of the contract
 lives on the target: the Docker user and group, the destination directory and the stored compose file. It
 reports every deployment on ``dockerapplicationdeploymentconnector/message/status`` through the core's broker,
 as a client device with its own certificate (mutual TLS), like any component talking to the broker.
@@ -10,7 +11,6 @@ as a client device with its own certificate (mutual TLS), like any component tal
 from __future__ import annotations
 
 import json
-import shlex
 import tempfile
 import time
 from collections.abc import Mapping
@@ -80,8 +80,10 @@ class DockerConnector:
         store_ca_pem: str,
         *,
         faults: frozenset[str] = frozenset(),
+        compose_tool: str = "docker-compose",
     ) -> None:
         self.target = target
+        self.compose_tool = compose_tool
         self.engine = engine
         self.broker = broker
         self.store_endpoint = store_endpoint.rstrip("/")
@@ -254,7 +256,7 @@ class DockerConnector:
         self._compose_on_host = path
         if p.pull_before_up:
             res = self._compose("pull", timeout=PULL_TIMEOUT_S)
-            if not res.ok or "Error" in res.stderr:
+            if not res.ok or (self.compose_tool == "podman-compose" and "Error" in res.stderr):
                 if not p.offline_mode:
                     raise DeploymentFailed("InternalError", f"docker-compose pull failed:\n{_tail(res)}")
                 self._log("offline mode: pull failed; using local images")
@@ -287,7 +289,7 @@ class DockerConnector:
         if force:  # whatever is left of the project (containers of an earlier compose file too)
             for name in self.engine.containers(self.project + "_"):
                 self.engine.podman("rm", "-f", "-t", "0", name, timeout=120)
-        # docker-compose down removes the project's networks; podman-compose 1.0.3 leaves them
+        # docker-compose down removes the project's networks; podman-compose 1.0.3 leaves them: same result
         nets = self.engine.podman("network", "ls", "--format", "{{.Name}}", timeout=60)
         for net in nets.stdout.split():
             if net.startswith(self.project + "_"):
@@ -295,9 +297,11 @@ class DockerConnector:
 
     def _compose(self, *args: str, timeout: float) -> EngineResult:
         assert self._compose_on_host is not None
-        argv = ["podman-compose", "-p", self.project, "-f", str(self._compose_on_host), *args]
-        res = self.engine.run(argv, timeout=timeout, cwd=self.engine.work)
-        self._log(f"$ {shlex.join(argv)} -> exit {res.exit_status}")
+        file = self._compose_on_host
+        res = self.engine.compose(self.compose_tool, self.project, file, *args, timeout=timeout)
+        self._log(
+            f"$ {self.compose_tool} -p {self.project} -f {file} {' '.join(args)} -> exit {res.exit_status}"
+        )
         return res
 
     # -- reporting ----------------------------------------------------------------------------------

@@ -14,12 +14,15 @@ import json
 import os
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import InfraError
+from harness.errors import InfraError, InputError
 from harness.paths import state_dir
 
 #: runc from Debian: crun fails on this machine's hybrid cgroup layout.
@@ -28,6 +31,13 @@ RUNTIME = "runc"
 ULIMITS = ("nofile=1024:1024", "nproc=1024:1024")
 DEFAULT_TIMEOUT_S = 120.0
 ENGINE_FILE = "engine.json"
+#: ``docker-compose`` (Debian's 1.29.2, the tool seed 003 names) against the engine's Docker-compatible
+#: API, or ``podman-compose`` (Debian's 1.0.3, drives the podman CLI); see README, Docker, for the choice.
+COMPOSE_TOOLS = ("docker-compose", "podman-compose")
+API_START_TIMEOUT_S = 30.0
+PROCESS_EXIT_TIMEOUT_S = 30.0
+#: An engine directory without its engine.json younger than this is being created, not stale.
+FRESH_S = 60.0
 NETNS_PREFIX = "ggdk-"
 
 
@@ -85,6 +95,7 @@ class PodmanEngine:
             f'network_config_dir = "{self.root / "cni"}"\n'
         )
         self._closed = False
+        self._api: subprocess.Popen[bytes] | None = None
         try:
             _ip_netns("add", self.netns)
         except InfraError:
@@ -110,27 +121,85 @@ class PodmanEngine:
     ) -> EngineResult:
         """Run ``argv`` in the engine's network namespace with its configuration; bounded by ``timeout``."""
         full = ["nsenter", f"--net=/run/netns/{self.netns}", *argv]
+        proc = subprocess.Popen(
+            full,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=self.env(env),
+            start_new_session=True,  # a timeout kills compose and every podman it started
+        )
         try:
-            res = subprocess.run(
-                full,
-                input=input,
-                capture_output=True,
-                timeout=timeout,
-                cwd=cwd,
-                env=self.env(env),
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            out = (exc.stdout or b"").decode(errors="replace")[-800:]
+            out, err = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _killpg(proc.pid)
+            out, err = proc.communicate(timeout=30)
             raise InfraError(
-                f"{' '.join(argv)} did not finish within {timeout:g} s; last output:\n{out}"
+                f"{' '.join(argv)} did not finish within {timeout:g} s; last output:\n"
+                f"{(out + err).decode(errors='replace')[-800:]}"
             ) from None
         return EngineResult(
-            list(argv),
-            res.returncode,
-            res.stdout.decode(errors="replace"),
-            res.stderr.decode(errors="replace"),
+            list(argv), proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
         )
+
+    def compose(self, tool: str, project: str, file: Path, *args: str, timeout: float) -> EngineResult:
+        """``<tool> -p project -f file args``; docker-compose talks to the engine's API socket."""
+        if tool not in COMPOSE_TOOLS:
+            raise InputError(f"compose tool {tool!r} is not supported; allowed: {', '.join(COMPOSE_TOOLS)}")
+        env = {}
+        if tool == "docker-compose":
+            env["DOCKER_HOST"] = f"unix://{self.start_api()}"
+        return self.run(
+            [tool, "-p", project, "-f", str(file), *args], timeout=timeout, cwd=file.parent, env=env
+        )
+
+    def start_api(self) -> Path:
+        """The Docker-compatible API (``podman system service``) on a private socket, started once."""
+        sock = self.root / "api.sock"
+        if self._api is not None and self._api.poll() is None:
+            return sock
+        log = (self.root / "api.log").open("ab")
+        self._api = subprocess.Popen(
+            [
+                "nsenter",
+                f"--net=/run/netns/{self.netns}",
+                "podman",
+                "system",
+                "service",
+                "--time=0",
+                f"unix://{sock}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=self.env(),
+            start_new_session=True,
+        )
+        log.close()
+        _update_engine_file(self.root, api_pid=self._api.pid)
+        deadline = time.monotonic() + API_START_TIMEOUT_S
+        while not _accepts(sock):
+            if self._api.poll() is not None or time.monotonic() > deadline:
+                tail = (self.root / "api.log").read_text(errors="replace")[-800:]
+                self._stop_api()
+                raise InfraError(
+                    f"podman system service did not listen on {sock} within "
+                    f"{API_START_TIMEOUT_S:g} s:\n{tail}"
+                )
+            time.sleep(0.1)
+        return sock
+
+    def _stop_api(self) -> None:
+        if self._api is None:
+            return
+        _killpg(self._api.pid, signal.SIGTERM)
+        try:
+            self._api.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _killpg(self._api.pid)
+            self._api.wait(timeout=30)
+        self._api = None
 
     def podman(
         self, *args: str, timeout: float = DEFAULT_TIMEOUT_S, input: bytes | None = None
@@ -157,6 +226,7 @@ class PodmanEngine:
         if self._closed:
             return
         self._closed = True
+        self._stop_api()
         _teardown(self.root, self.netns)
 
 
@@ -169,6 +239,48 @@ def _engine_env(root: Path, extra: Mapping[str, str] | None = None) -> dict[str,
     if extra:
         env.update(extra)
     return env
+
+
+def _killpg(pid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _accepts(sock: Path) -> bool:
+    if not sock.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(str(sock))
+        except OSError:
+            return False
+    return True
+
+
+def _update_engine_file(root: Path, **values: object) -> None:
+    info = read_engine_file(root)
+    info.update(values)
+    (root / ENGINE_FILE).write_text(json.dumps(info))
+
+
+def engine_processes(root: Path) -> list[str]:
+    """Live processes started for this engine (API service, conmon, compose), found by the engine's path."""
+    out = []
+    needle = str(root).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmd:
+            text = cmd.replace(b"\0", b" ").decode(errors="replace")
+            out.append(f"pid {proc.name}: {text[:160]}")
+    return out
 
 
 def _ip_netns(verb: str, name: str) -> None:
@@ -221,6 +333,9 @@ def read_engine_file(root: Path) -> dict[str, object]:
 
 def _teardown(root: Path, netns: str) -> None:
     """Remove everything an engine made: containers (no grace period), store, mounts, network namespace."""
+    api = read_engine_file(root).get("api_pid")
+    if isinstance(api, int) and any(line.startswith(f"pid {api}:") for line in engine_processes(root)):
+        _killpg(api)
     prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns_exists(netns) else []
     env = _engine_env(root)
     for args in (
@@ -232,10 +347,21 @@ def _teardown(root: Path, netns: str) -> None:
             subprocess.run([*prefix, "podman", *args], capture_output=True, timeout=120, env=env, check=False)
         except subprocess.TimeoutExpired:
             pass
+    # conmon writes the exit status of a killed container after podman returned: wait for the engine's own
+    # processes to end before removing their directory, then remove it (retrying briefly for late writers)
+    deadline = time.monotonic() + PROCESS_EXIT_TIMEOUT_S
+    while engine_processes(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for line in engine_processes(root):
+        _killpg(int(line.split()[1].rstrip(":")))
     _unmount_under(root)
     if netns_exists(netns):
         _ip_netns("delete", netns)
-    shutil.rmtree(root, ignore_errors=True)
+    for _ in range(10):
+        shutil.rmtree(root, ignore_errors=True)
+        if not root.exists():
+            break
+        time.sleep(0.3)
 
 
 def _unmount_under(root: Path) -> None:
@@ -263,9 +389,18 @@ def gc_stale_engines(base: Path | None = None) -> list[str]:
         owner = info.get("owner")
         if isinstance(owner, int) and _alive(owner):
             continue
+        if not info and _age_s(root) < FRESH_S:  # being created right now: engine.json is not written yet
+            continue
         _teardown(root, str(info.get("netns", "")))
         removed.append(str(root))
     return removed
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _alive(pid: int) -> bool:

@@ -2,14 +2,15 @@
 
 Called by ``harness.leaks.find_leaks`` with the state directory. Every engine lives in a directory under
 ``<state>/docker`` with its own store and network namespace and removes both on close, so any engine
-directory left is a leak; its containers, images, networks and pods, and its network namespace, are listed.
+directory left is a leak; its processes (API service, conmon), containers, images, networks, pods and network
+namespace are listed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness.docker.engine import engines_dir, list_engine, netns_exists, read_engine_file
+from harness.docker.engine import engine_processes, engines_dir, list_engine, netns_exists, read_engine_file
 
 
 def find_leaks(base: Path) -> list[str]:
@@ -17,6 +18,7 @@ def find_leaks(base: Path) -> list[str]:
     d = engines_dir(base)
     if not d.exists():
         return out
+    out += [f"docker process {p}" for p in engine_processes(d)]  # also of engines whose directory is gone
     for root in sorted(d.glob("engine-*")):
         info = read_engine_file(root)
         out.append(f"docker engine directory {root} (owner pid {info.get('owner', '?')})")
