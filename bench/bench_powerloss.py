@@ -1,44 +1,37 @@
 """Power-loss campaign (issue #8): >= 100 random update-and-cut runs per profile, figures for the README.
 
-    python bench/bench_powerloss.py --profile native-x86_64 --cuts 100 [--model power-loss] [--seed S]
-        [--fault non_atomic_config_write] [--json out.json]
+    python bench/bench_powerloss.py --profile native-x86_64 --cuts 100 [--workload component|nucleus|rollback]
+        [--model power-loss|crash] [--seed S] [--fault non_atomic_config_write] [--json out.json]
 
 Prints every cut (time, seed, fault model, invariants broken), then per profile: cuts, broken cuts, the
-update duration, wall time per cut, and the ratio of the power-loss model's time per cut against the crash
-model measured in the same run (the peer: what the write-back cache layer costs). Exit 1 if an invariant
-broke (expected with --fault), 2 on bad input.
+update duration and wall time per cut, and against the peer measured in the same run (the crash model on
+the same profile, ``--peer-cuts`` cuts): what the write-back cache layer costs per update and per cut.
+Exit 1 if an invariant broke (expected with --fault), 2 on bad input, 3 if the run could not complete.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 from harness.core.nucleus.device.faults import FAULTS
 from harness.errors import HarnessError, InputError
-from harness.paths import FIXTURES_DIR
-from harness.powerloss.campaign import MODELS, Campaign, CampaignResult, run_campaign
+from harness.powerloss.campaign import MODELS, WORKLOADS, Campaign, CampaignResult, run_campaign
 from harness.profiles import find_profile
 from harness.targets.qemu_user import QemuUserTarget
 
 
 def one(
-    profile: str, model: str, cuts: int, seed: int | None, faults: tuple[str, ...]
+    profile: str, workload: str, model: str, cuts: int, seed: int | None, faults: tuple[str, ...]
 ) -> tuple[CampaignResult, float]:
     target = QemuUserTarget(find_profile(profile), instance=f"{profile}-bench-powerloss")
-    campaign = Campaign(
-        target,
-        FIXTURES_DIR / "components" / "recipes",
-        FIXTURES_DIR / "components" / "artifacts",
-        model=model,
-        faults=faults,
-        seed=seed,
-    )
+    campaign = Campaign(target, workload=workload, model=model, faults=faults, seed=seed)
     began = time.monotonic()
     try:
-        result = run_campaign(campaign, cuts)
+        result = run_campaign(campaign, cuts, second_cuts=cuts // 10)
     finally:
         campaign.close()
         target.close()
@@ -46,9 +39,10 @@ def one(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description="power-loss update-and-cut campaign")
     ap.add_argument("--profile", action="append", default=[])
     ap.add_argument("--cuts", type=int, default=100)
+    ap.add_argument("--workload", choices=list(WORKLOADS), default="component")
     ap.add_argument("--model", choices=MODELS, default="power-loss")
     ap.add_argument("--peer-cuts", type=int, default=10, help="cuts of the crash-model peer (0: none)")
     ap.add_argument("--seed", type=int, default=None)
@@ -60,31 +54,39 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             raise InputError(f"--fault {', '.join(bad)}: allowed values {', '.join(FAULTS)}")
         broken = 0
+        results = []
         for profile in args.profile or ["native-x86_64"]:
-            result, wall = one(profile, args.model, args.cuts, args.seed, tuple(args.fault))
+            result, wall = one(profile, args.workload, args.model, args.cuts, args.seed, tuple(args.fault))
             print(result.report(), flush=True)
             per_cut = wall / max(1, len(result.cuts))
             line = (
-                f"{profile}: {args.model}, seed {result.seed}: {len(result.cuts)} cuts, "
+                f"{profile}: {args.workload}, {args.model}, seed {result.seed}: {len(result.cuts)} cuts, "
                 f"{len(result.broken)} broke an invariant, update {result.update_s:.2f} s, "
                 f"{wall:.0f} s wall, {per_cut:.1f} s per cut"
             )
             if args.peer_cuts and args.model == "power-loss":
-                peer, peer_wall = one(profile, "crash", args.peer_cuts, result.seed, tuple(args.fault))
+                peer, peer_wall = one(
+                    profile, args.workload, "crash", args.peer_cuts, result.seed, tuple(args.fault)
+                )
                 peer_per_cut = peer_wall / max(1, len(peer.cuts))
                 line += (
-                    f"; crash-model peer {peer_per_cut:.1f} s per cut, update {peer.update_s:.2f} s "
-                    f"(layer costs x{per_cut / peer_per_cut:.2f} per cut, "
-                    f"x{result.update_s / max(peer.update_s, 1e-9):.2f} per update)"
+                    f"; peer (crash model, same run): update {peer.update_s:.2f} s, {peer_per_cut:.1f} s "
+                    f"per cut, {len(peer.broken)}/{len(peer.cuts)} broke; layer costs "
+                    f"x{result.update_s / max(peer.update_s, 1e-9):.2f} per update, "
+                    f"x{per_cut / peer_per_cut:.2f} per cut"
                 )
             print(line, flush=True)
-            if args.json:
-                args.json.write_text(result.to_json())
+            results.append({"profile": profile, "wall_s": wall, **result.to_dict()})
             broken += len(result.broken)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
         return 1 if broken else 0
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, InputError) else 3
+        return 3
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
         write_cut: WriteCut | None = None,
         marker: str = "",
         ready_fd: int = 1,
+        journal: bool = False,
     ) -> None:
         self.model = model
         self.write_cut = write_cut
@@ -80,6 +81,8 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
         self.fh_paths: dict[int, str] = {}
         self.sync_fhs: set[int] = set()
         self.write_through = False
+        #: ext4-like ordered journal: metadata commits on every fsync and every commit interval
+        self.journal = journal
         self.lock = threading.RLock()
         self.frozen = threading.Event()
 
@@ -93,7 +96,9 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
         os.lchown(self._l(path), uid, gid)
 
     def _after_entry_change(self, *paths: str) -> None:
-        """After a clean power-off began everything is written through (nothing is lost any more)."""
+        """Note the change for the journal; after a clean power-off began, write it through."""
+        if self.journal:
+            self.model.note_entries_changed(*(os.path.dirname(_rel(p)) for p in paths))
         if self.write_through:
             for p in paths:
                 self.model.sync_dir(os.path.dirname(_rel(p)))
@@ -101,6 +106,11 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
     # -- lifecycle ----------------------------------------------------------------------------------
     def init(self, path: str) -> None:
         os.write(self.ready_fd, b"READY\n")
+
+    def commit(self) -> None:
+        """A journal commit (the timer's): metadata so far becomes durable, data does not."""
+        with self.lock:
+            self.model.commit_metadata()
 
     def flush_all(self) -> None:
         with self.lock:
@@ -160,6 +170,8 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
 
     def fsyncdir(self, path: str, datasync: int, fh: int) -> int:
         with self.lock:
+            if self.journal:
+                self.model.commit_metadata()
             self.model.sync_dir(_rel(path))
         return 0
 
@@ -200,7 +212,10 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
         return fd
 
     def open(self, path: str, flags: int) -> int:
-        return self._opened(path, os.open(self._l(path), flags & ~SYNC_FLAGS), flags)
+        fd = os.open(self._l(path), flags & ~SYNC_FLAGS)
+        if flags & os.O_TRUNC and self.journal:
+            self.model.note_shrunk(os.fstat(fd).st_ino, 0)
+        return self._opened(path, fd, flags)
 
     def create(self, path: str, mode: int, fi: Any = None) -> int:
         flags = int(fi) if isinstance(fi, int) else os.O_RDWR
@@ -230,6 +245,9 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
             os.ftruncate(fh, length)
         else:
             os.truncate(self._l(path), length)
+        if self.journal:
+            st = os.fstat(fh) if fh is not None else os.stat(self._l(path))
+            self.model.note_shrunk(st.st_ino, length)
         if self.write_through:
             fd = fh if fh is not None else os.open(self._l(path), os.O_RDONLY)
             with self.lock:
@@ -240,6 +258,8 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
 
     def fsync(self, path: str, datasync: int, fh: int) -> int:
         with self.lock:
+            if self.journal:
+                self.model.commit_metadata()
             self.model.sync_file(fh)
         return 0
 

@@ -1,36 +1,55 @@
-"""Update-and-cut campaigns: cut the core during a deployment, restart it, check the invariants.
+"""Update-and-cut campaigns: cut the core during an update, restart it, check the invariants.
 
 Why this shape: it is what the best update systems test (scenarios.md power_loss): repeat update-and-cut
 at a random time in [0, 1.1 x the measured update duration] (the seed is printed, so any cut can be
-replayed), plus named cut points where the agent freezes (``GG_CUTPOINT``, device/cutpoints.py). Two fault
-models: ``crash`` (the target's power cut: every process dies, the disk keeps all writes) and
-``power-loss`` (the same cut with the write-back cache layer under the core's root, so unflushed writes are
-lost too). After every restart the invariants of scenarios.md are checked and each cut is recorded with
-the invariants it checked and the ones it broke.
+replayed), plus named cut points where the agent freezes (``GG_CUTPOINT``, device/cutpoints.py), cuts
+after the Nth write to a file (the layer freezes there), and a second cut while the core recovers.
+
+Fault models: ``crash`` (the target's power cut: every process dies, the disk keeps every write) and
+``power-loss`` (the same cut with the write-back cache layer under the core's root, so what was not
+flushed is lost; by default with an ext4-like journal committing metadata every second and on fsync).
+
+Workloads: ``component`` (a component alternates between two versions), ``nucleus`` (the core software
+alternates between 2.0.0 and 2.1.0: launch-directory switch, bootstrap, activation) and ``rollback`` (a
+core version that cannot start: the loader's three tries and rollback).
+
+After every restart the invariants of scenarios.md are checked; each cut is recorded with where it was,
+the seed, the model, the invariants checked and the ones it broke.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from harness.core.nucleus import core_versions
 from harness.core.nucleus.cli_adapter import TERMINAL, DeploymentInfo, parse_deployments
 from harness.core.nucleus.device.settings import AgentSettings
 from harness.core.nucleus.driver import NucleusDriver
 from harness.errors import InputError, TargetError
+from harness.paths import FIXTURES_DIR
+from harness.powerloss.cachefs import WriteCut
 from harness.powerloss.layer import PowerLossLayer
 from harness.targets.qemu_user import QemuUserTarget
 
 MODELS = ("crash", "power-loss")
 THING = "powerloss-core"
-COMPONENT = "com.example.HelloWorld"
-VERSIONS = ("1.0.0", "1.1.0")
 CUT_MARKER = "/tmp/gg-cutpoint"
 #: How long an interrupted deployment may take to reach a terminal state after the restart.
-RESUME_TIMEOUT_S = 90.0
+RESUME_TIMEOUT_S = 120.0
+#: How long the core may take to answer its CLI after a restart before it counts as a boot loop.
+START_TIMEOUT_S = 60.0
+#: How long a running core may deny knowing an acknowledged deployment before it counts as lost.
+UNKNOWN_GRACE_S = 15.0
+#: How long a named cut point or write cut may take to be reached.
+HIT_TIMEOUT_S = 60.0
+#: ext4 commits its journal every 5 s by default (``commit=``); 1 s explores more states per update.
+JOURNAL_COMMIT_S = 1.0
 INVARIANTS = (
     "starts (no boot loop)",
     "config is the last committed state (thing name, root path never empty)",
@@ -39,36 +58,115 @@ INVARIANTS = (
     "exactly one terminal status",
     "QoS 1 messages acknowledged survive (where persistence is claimed)",
 )
+QOS1_NOT_CLAIMED = INVARIANTS[5] + ": n/a, the reference core's broker runs with persistence false"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What is updated: a component or the core software, and between which versions."""
+
+    name: str
+    component: str
+    versions: tuple[str, str]
+    #: the update always goes to versions[1] (a bad version) instead of alternating
+    one_way: bool = False
+    #: named cut points this workload passes through
+    points: tuple[str, ...] = ()
+
+    @property
+    def is_nucleus(self) -> bool:
+        return self.component == core_versions.NUCLEUS
+
+
+RECIPES = FIXTURES_DIR / "components" / "recipes"
+ARTIFACTS = FIXTURES_DIR / "components" / "artifacts"
+WORKLOADS = {
+    "component": Workload(
+        "component",
+        "com.example.HelloWorld",
+        ("1.0.0", "1.1.0"),
+        points=(
+            "config.tlog.append",
+            "meta.between_renames",
+            "deployment.planned",
+            "deployment.committed",
+            "deployment.applied",
+            "deployment.finishing",
+        ),
+    ),
+    "nucleus": Workload(
+        "nucleus",
+        core_versions.NUCLEUS,
+        ("2.0.0", "2.1.0"),
+        points=(
+            "deployment.nucleus_components_stopped",
+            "deployment.nucleus_persisted",
+            "launch.unpacked",
+            "launch.new_linked",
+            "bootstrap",
+            "launch.old_linked",
+            "launch.current_linked",
+            "launch.new_removed",
+            "activation.before_status",
+        ),
+    ),
+    "rollback": Workload(
+        "rollback",
+        core_versions.NUCLEUS,
+        ("2.0.0", "2.2.0"),
+        one_way=True,
+        points=(
+            "rollback.broken_linked",
+            "rollback.current_linked",
+            "rollback.old_removed",
+            "rollback.panic_marked",
+        ),
+    ),
+}
+#: Files whose Nth write a campaign may cut after (relative to the core's root).
+WRITE_CUT_FILES = ("config/config.tlog",)
 
 
 @dataclass
 class Cut:
-    """One cut: where (a named point or a time), the seed, the fault model, what was checked and broken."""
+    """One cut: where (a named point, a write or a time), the seed, the fault model, what was checked."""
 
     index: int
     model: str
     seed: int
+    workload: str
     point: str = ""
     at_s: float | None = None
+    second_at_s: float | None = None
     hit: str = ""
     deployment: str = ""
+    old: str = ""
+    new: str = ""
     checked: list[str] = field(default_factory=list)
     broken: list[str] = field(default_factory=list)
 
     def where(self) -> str:
         if self.point:
-            return f"point {self.point}" + (f" (hit {self.hit})" if self.hit else " (not reached)")
-        return f"t={self.at_s:.3f}s" if self.at_s is not None else "none"
+            text = f"point {self.point}" + (f" (hit {self.hit})" if self.hit else " (not reached)")
+        else:
+            text = f"t={self.at_s:.3f}s" if self.at_s is not None else "none"
+        if self.second_at_s is not None:
+            text += f", second cut during recovery at t={self.second_at_s:.3f}s"
+        return text
 
     def line(self) -> str:
         verdict = "OK" if not self.broken else "BROKEN: " + "; ".join(self.broken)
-        return f"cut {self.index} [{self.model}, seed {self.seed}] {self.where()}: {verdict}"
+        return (
+            f"cut {self.index} [{self.workload} {self.old}->{self.new}, {self.model}, seed {self.seed}] "
+            f"{self.where()}: {verdict}"
+        )
 
 
 @dataclass
 class CampaignResult:
     seed: int
     model: str
+    workload: str
     update_s: float
     cuts: list[Cut]
 
@@ -78,22 +176,31 @@ class CampaignResult:
 
     def report(self) -> str:
         head = (
-            f"power-loss campaign: model {self.model}, seed {self.seed} (replay: --seed {self.seed}), "
-            f"update {self.update_s:.2f} s, {len(self.cuts)} cuts, invariants checked after each: "
-            + "; ".join(INVARIANTS)
+            f"power-loss campaign: workload {self.workload}, model {self.model}, seed {self.seed} "
+            f"(replay with this seed), update {self.update_s:.2f} s, {len(self.cuts)} cuts; invariants "
+            "checked after each restart: " + "; ".join(INVARIANTS)
         )
         return "\n".join([head, *(c.line() for c in self.cuts)])
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "seed": self.seed,
-                "model": self.model,
-                "update_s": self.update_s,
-                "cuts": [c.__dict__ for c in self.cuts],
-            },
-            indent=1,
-        )
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "model": self.model,
+            "workload": self.workload,
+            "update_s": self.update_s,
+            "invariants": list(INVARIANTS),
+            "cuts": [asdict(c) for c in self.cuts],
+        }
+
+
+def _first_lines(exc: BaseException, n: int = 3) -> str:
+    """The gist of an error for a one-line cut record: no command echo, no stream headers."""
+    lines = [
+        line.strip()
+        for line in str(exc).splitlines()
+        if line.strip() and not line.startswith("$ ") and line.strip() not in ("[stderr]", "[stdout]")
+    ]
+    return " | ".join(lines[:n])[:400]
 
 
 class Campaign:
@@ -102,34 +209,41 @@ class Campaign:
     def __init__(
         self,
         target: QemuUserTarget,
-        recipes: Path,
-        artifacts: Path,
         *,
+        workload: str = "component",
         model: str = "power-loss",
         faults: tuple[str, ...] = (),
         seed: int | None = None,
         root: str = "/greengrass",
+        journal_commit_s: float | None = JOURNAL_COMMIT_S,
     ) -> None:
         if model not in MODELS:
             raise InputError(f"power-loss model {model!r}: allowed values {', '.join(MODELS)}")
+        if workload not in WORKLOADS:
+            raise InputError(f"power-loss workload {workload!r}: allowed values {', '.join(WORKLOADS)}")
         self.target = target
-        self.recipes, self.artifacts = recipes, artifacts
+        self.work = WORKLOADS[workload]
         self.model = model
         self.seed = seed if seed is not None else random.randrange(1 << 31)
         self.rng = random.Random(self.seed)
         self.root = root
         settings = AgentSettings(thing_name=THING, deployment_stable=0.5, compact_after=8)
         self.driver = NucleusDriver.reference(target, root, faults=faults, settings=settings)
-        self.layer = PowerLossLayer(target, root) if model == "power-loss" else None
-        self.version = ""  # the last version whose deployment the core reported SUCCEEDED
+        self.layer = (
+            PowerLossLayer(target, root, commit_s=journal_commit_s) if model == "power-loss" else None
+        )
+        self.version = ""
         self.update_s = 0.0
         self.cuts: list[Cut] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="gg-powerloss-")
+        self._packages: dict[str, tuple[Path, Path]] = {}
 
     # -- power --------------------------------------------------------------------------------------
-    def _power_on(self) -> None:
+    def _power_on(self, write_cut: WriteCut | None = None) -> None:
         self.target.power_on()
         self.target.run(["rm", "-f", CUT_MARKER], timeout=30)
         if self.layer is not None:
+            self.layer.write_cut = write_cut
             self.layer.mount()
 
     def _cut(self) -> None:
@@ -137,67 +251,179 @@ class Campaign:
         if self.layer is not None:
             self.layer.reap()
 
+    # -- updates ------------------------------------------------------------------------------------
+    def _package(self, version: str) -> tuple[Path, Path]:
+        if not self.work.is_nucleus:
+            return RECIPES, ARTIFACTS
+        if version not in self._packages:
+            pkg = core_versions.package(version, Path(self._tmp.name) / version)
+            self._packages[version] = (pkg.recipe_dir, pkg.artifact_dir)
+        return self._packages[version]
+
+    def _deploy(self, version: str) -> str:
+        recipes, artifacts = self._package(version)
+        update = {self.work.component: {"MERGE": {"allowDowngrade": True}}} if self.work.is_nucleus else None
+        return self.driver.deploy(
+            recipes, artifacts, merge={self.work.component: version}, update_config=update
+        )
+
+    def _running_version(self) -> str:
+        info = self.driver.component_details().get(self.work.component)
+        return info.version if info else "absent"
+
+    def _wait(self, dep: str, timeout: float) -> DeploymentInfo:
+        """``deployment status`` until terminal, through restarts of the core (a CLI that does not answer)."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        unknown_since: float | None = None
+        while time.monotonic() < deadline:
+            try:
+                info = self.driver.deployment(dep)
+                unknown_since = None
+                if info.terminal:
+                    return info
+            except TargetError as exc:
+                last = exc
+                if self.driver.is_running():  # the core answers but does not know it: lost
+                    unknown_since = unknown_since or time.monotonic()
+                    if time.monotonic() - unknown_since > UNKNOWN_GRACE_S:
+                        raise TargetError(
+                            f"deployment {dep} unknown to the running core: {_first_lines(exc)}"
+                        )
+            time.sleep(0.25)
+        detail = f"; last error: {_first_lines(last)}" if last else ""
+        raise TargetError(f"deployment {dep} not terminal after {timeout:g} s{detail}")
+
+    def _next_versions(self) -> tuple[str, str]:
+        a, b = self.work.versions
+        if self.work.one_way:
+            return self.version, b
+        return self.version, (b if self.version == a else a)
+
     # -- setup --------------------------------------------------------------------------------------
     def setup(self) -> None:
         """Install on the disk, then measure one update without a cut (the time base of random cuts)."""
         self.target.power_on()
+        self.target.run(["rm", "-rf", self.root], timeout=60)
         self.driver.install()
         self.target.power_off()
         self._power_on()
-        self.driver.start()
-        self._deploy_and_wait(VERSIONS[0])
+        self.driver.start(timeout=START_TIMEOUT_S)
+        if not self.work.is_nucleus:
+            self._wait(self._deploy(self.work.versions[0]), RESUME_TIMEOUT_S)
+        self.version = self._running_version()
+        old, new = self._next_versions()
         began = time.monotonic()
-        self._deploy_and_wait(VERSIONS[1])
-        self.update_s = time.monotonic() - began
+        info = self._wait(self._deploy(new), RESUME_TIMEOUT_S)
+        if not self.update_s:
+            self.update_s = time.monotonic() - began
+        self.driver.start(timeout=START_TIMEOUT_S)
+        self.version = self._running_version()
+        expected = old if self.work.one_way else new
+        if self.version != expected:
+            raise TargetError(
+                f"setup: updating {self.work.component} {old} -> {new} without a cut ended {info.status} "
+                f"running {self.version}, not {expected}"
+            )
 
-    def _deploy_and_wait(self, version: str) -> None:
-        dep = self.driver.deploy(self.recipes, self.artifacts, merge={COMPONENT: version})
-        info = self.driver.wait_deployment(dep, RESUME_TIMEOUT_S)
-        if not info.succeeded:
-            raise TargetError(f"setup: deploying {COMPONENT} {version} failed: {info.summary()}")
-        self.version = version
+    def reinstall(self) -> None:
+        """After a cut that broke the core: a fresh install, so the campaign goes on from a good state."""
+        self._cut()
+        self.setup()
 
     # -- one cut ------------------------------------------------------------------------------------
-    def cut_once(self, point: str = "") -> Cut:
-        """Update to the other version and cut (at ``point`` or at a random time), restart, check."""
-        cut = Cut(index=len(self.cuts), model=self.model, seed=self.seed, point=point)
-        new = VERSIONS[1] if self.version == VERSIONS[0] else VERSIONS[0]
-        old = self.version
-        if point:
+    def cut_once(self, point: str = "", *, second: bool = False) -> Cut:
+        """Update and cut (at ``point``: a cut point name or ``write:<file>@N``; else a random time),
+        power on (optionally cut again while the core recovers), restart, check the invariants.
+
+        A cut that broke an invariant is followed by a fresh install, so one broken core does not make
+        every later cut fail."""
+        old, new = self._next_versions()
+        cut = Cut(len(self.cuts), self.model, self.seed, self.work.name, point=point, old=old, new=new)
+        try:
+            self._cut_and_check(cut, point, second)
+        except TargetError as exc:
+            cut.broken.append(f"{INVARIANTS[0]}: {_first_lines(exc)}")
+        self.cuts.append(cut)
+        if cut.broken:
+            self.reinstall()
+        return cut
+
+    def _cut_and_check(self, cut: Cut, point: str, second: bool) -> None:
+        new = cut.new
+        if point.startswith("write:"):
+            if self.layer is None:
+                raise InputError(
+                    f"cut {point}: write cuts need the power-loss model (the layer counts writes)"
+                )
+            path, _, nth = point[len("write:") :].rpartition("@")
             self.driver.stop()
-            self.driver.start(env={"GG_CUTPOINT": point, "GG_CUTPOINT_MARKER": CUT_MARKER})
+            self._cut()
+            self._power_on(WriteCut(path, int(nth)))
+            self.driver.start(timeout=START_TIMEOUT_S)
+        elif point:
+            self.driver.stop()
+            self.driver.start(
+                timeout=START_TIMEOUT_S, env={"GG_CUTPOINT": point, "GG_CUTPOINT_MARKER": CUT_MARKER}
+            )
         else:
             cut.at_s = self.rng.uniform(0.0, 1.1 * self.update_s)
         began = time.monotonic()
         try:
-            cut.deployment = self.driver.deploy(self.recipes, self.artifacts, merge={COMPONENT: new})
+            cut.deployment = self._deploy(new)
         except TargetError:
-            cut.deployment = ""  # the cut point froze the core before it acknowledged the request
+            cut.deployment = ""  # the core froze before it acknowledged the request
         if point:
-            deadline = time.monotonic() + RESUME_TIMEOUT_S
-            while time.monotonic() < deadline and not cut.hit:
-                cut.hit = (self.target.read_text(CUT_MARKER) or "").strip()
-                time.sleep(0.05)
+            cut.hit = self._wait_hit(point, cut.deployment)
         else:
             assert cut.at_s is not None
             time.sleep(max(0.0, cut.at_s - (time.monotonic() - began)))
         self._cut()
         self._power_on()
-        self.check(cut, old, new)
-        self.cuts.append(cut)
-        return cut
+        if second:
+            cut.second_at_s = self.rng.uniform(0.0, 1.1 * self.update_s)
+            recovering = time.monotonic()
+            try:
+                self.driver.start(timeout=START_TIMEOUT_S)
+            except TargetError:
+                pass  # judged after the next restart
+            time.sleep(max(0.0, cut.second_at_s - (time.monotonic() - recovering)))
+            self._cut()
+            self._power_on()
+        self.check(cut)
+
+    def _wait_hit(self, point: str, deployment: str) -> str:
+        """The cut point's marker once reached; "" when the update ended (or stalled) without reaching it."""
+        deadline = time.monotonic() + HIT_TIMEOUT_S
+        checked = time.monotonic()
+        while time.monotonic() < deadline:
+            if deployment and time.monotonic() - checked > 2.0:
+                checked = time.monotonic()
+                try:
+                    if self.driver.deployment(deployment).terminal:
+                        deadline = min(deadline, time.monotonic() + 1.0)
+                except TargetError:
+                    pass
+            if point.startswith("write:"):
+                hit = self.layer.cut_hit() if self.layer is not None else None
+            else:
+                hit = (self.target.read_text(CUT_MARKER) or "").strip() or None
+            if hit:
+                return hit
+            time.sleep(0.05)
+        return ""
 
     # -- invariants ---------------------------------------------------------------------------------
-    def check(self, cut: Cut, old: str, new: str) -> None:
+    def check(self, cut: Cut) -> None:
         """The invariants of scenarios.md power_loss after a restart, recorded on ``cut``."""
+        old, new = cut.old, cut.new
         cut.checked.append(INVARIANTS[0])
         try:
-            self.driver.start()
+            self.driver.start(timeout=START_TIMEOUT_S)
             time.sleep(0.5)
-            if not self.driver.is_running():
-                raise TargetError("the nucleus exited right after starting")
+            self.driver.components()
         except TargetError as exc:
-            cut.broken.append(f"{INVARIANTS[0]}: {str(exc).splitlines()[0]}")
+            cut.broken.append(f"{INVARIANTS[0]}: {_first_lines(exc)}")
             return
         cut.checked.append(INVARIANTS[1])
         config = self._config()
@@ -212,11 +438,10 @@ class Campaign:
         status = ""
         if cut.deployment:
             try:
-                info = self.driver.wait_deployment(cut.deployment, RESUME_TIMEOUT_S)
-                status = info.status
+                status = self._wait(cut.deployment, RESUME_TIMEOUT_S).status
             except TargetError as exc:
                 cut.broken.append(
-                    f"{INVARIANTS[3]}: acknowledged deployment {cut.deployment}: {str(exc).splitlines()[0]}"
+                    f"{INVARIANTS[3]}: acknowledged deployment {cut.deployment}: {_first_lines(exc)}"
                 )
         self._wait_pending(cut)
         cut.checked.append(INVARIANTS[4])
@@ -230,47 +455,52 @@ class Campaign:
                     f"status {status} then {again}"
                 )
         cut.checked.append(INVARIANTS[2])
-        version, _state = self.driver.components().get(COMPONENT, ("absent", "absent"))
-        # FAILED may leave either version (a rollback is not promised after a cut); SUCCEEDED means new
-        expected = new if status == "SUCCEEDED" else ""
+        try:
+            self.driver.start(timeout=START_TIMEOUT_S)  # a core update may have restarted it
+            version = self._running_version()
+        except TargetError as exc:
+            cut.broken.append(f"{INVARIANTS[0]}: after the deployment ended: {_first_lines(exc)}")
+            return
         if version not in (old, new):
-            cut.broken.append(f"{INVARIANTS[2]}: {COMPONENT} is {version}, not {old} or {new}")
-        elif expected and version != expected:
+            cut.broken.append(f"{INVARIANTS[2]}: {self.work.component} is {version}, not {old} or {new}")
+        elif status == "SUCCEEDED" and version != new:
             cut.broken.append(
-                f"{INVARIANTS[1]}: deployment {status} but {COMPONENT} is {version} (expected {expected})"
+                f"{INVARIANTS[1]}: deployment SUCCEEDED but {self.work.component} is {version}, not {new}"
             )
-        services = config.get("services")
-        entry = services.get(COMPONENT) if isinstance(services, dict) else None
-        committed = entry.get("version") if isinstance(entry, dict) else None
-        if committed != version:
-            cut.broken.append(
-                f"{INVARIANTS[1]}: config says {COMPONENT} {committed}, the core runs {version}"
-            )
-        cut.checked.append(INVARIANTS[5] + ": n/a, the reference core runs mosquitto with persistence false")
-        if version in VERSIONS:
+        if not self.work.is_nucleus:
+            services = self._config().get("services")
+            entry = services.get(self.work.component) if isinstance(services, dict) else None
+            committed = entry.get("version") if isinstance(entry, dict) else None
+            if committed != version:
+                cut.broken.append(
+                    f"{INVARIANTS[1]}: config says {self.work.component} {committed}, the core runs {version}"
+                )
+        cut.checked.append(QOS1_NOT_CLAIMED)
+        if version in self.work.versions:
             self.version = version
 
     def _wait_pending(self, cut: Cut) -> None:
         deadline = time.monotonic() + RESUME_TIMEOUT_S
+        pending: list[DeploymentInfo] = []
         while time.monotonic() < deadline:
             pending = [d for d in self._deployments() if d.status not in TERMINAL]
             if not pending:
                 return
             time.sleep(0.5)
-        cut.broken.append(f"{INVARIANTS[3]}: deployments still in progress after {RESUME_TIMEOUT_S:g} s")
+        ids = ", ".join(f"{d.id} {d.status}" for d in pending)
+        cut.broken.append(f"{INVARIANTS[3]}: still in progress after {RESUME_TIMEOUT_S:g} s: {ids}")
 
     def _deployments(self) -> list[DeploymentInfo]:
         res = self.target.run(self.driver.cli.deployment_list(), timeout=60)
         return parse_deployments(res.stdout) if res.ok else []
 
-    def _config(self) -> dict[str, object]:
+    def _config(self) -> dict[str, Any]:
         """The configuration the core would load now, replayed by the core's own code on the target."""
         code = (
             "import json, os, sys\n"
             f"sys.path.insert(0, {self.root + '/lib'!r})\n"
             "from ggnucleus.persist import replay\n"
-            f"d = {self.root + '/config'!r}\n"
-            "p = os.path.join(d, 'config.tlog')\n"
+            f"p = os.path.join({self.root + '/config'!r}, 'config.tlog')\n"
             "p = p if os.path.exists(p) else p + '~'\n"
             "print(json.dumps(replay(p)[0] if os.path.exists(p) else {}))\n"
         )
@@ -284,13 +514,25 @@ class Campaign:
     def close(self) -> None:
         if self.layer is not None:
             self.layer.reap(kill=True)
+        self._tmp.cleanup()
 
 
-def run_campaign(campaign: Campaign, cuts: int, points: tuple[str, ...] = ()) -> CampaignResult:
-    """Set up, then the named points once each, then ``cuts`` random-time cuts."""
+def run_campaign(
+    campaign: Campaign,
+    cuts: int,
+    points: tuple[str, ...] = (),
+    *,
+    write_cuts: int = 0,
+    second_cuts: int = 0,
+) -> CampaignResult:
+    """Set up; the named points once each; ``write_cuts`` cuts after a random Nth write of config.tlog;
+    ``cuts`` random-time cuts, the first ``second_cuts`` of them with a second cut during recovery."""
     campaign.setup()
     for point in points:
         campaign.cut_once(point)
-    for _ in range(cuts):
-        campaign.cut_once()
-    return CampaignResult(campaign.seed, campaign.model, campaign.update_s, campaign.cuts)
+    for _ in range(write_cuts):
+        rel = campaign.rng.choice(WRITE_CUT_FILES)
+        campaign.cut_once(f"write:{rel}@{campaign.rng.randint(1, 3)}")
+    for i in range(cuts):
+        campaign.cut_once(second=i < second_cuts)
+    return CampaignResult(campaign.seed, campaign.model, campaign.work.name, campaign.update_s, campaign.cuts)

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import mfusepy
@@ -60,6 +61,12 @@ def _on_stop(fs: CacheFS) -> None:
         fs.flush_all()
 
 
+def _journal(fs: CacheFS, interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        fs.commit()
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg: dict[str, Any] = json.loads((argv or sys.argv[1:])[0])
     mountpoint, live = str(cfg["mountpoint"]), str(cfg["live"])
@@ -78,11 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         write_cut=WriteCut(str(cut[0]), int(cut[1])) if cut else None,
         marker=str(cfg.get("marker") or ""),
         ready_fd=sys.stdout.fileno(),
+        journal=cfg.get("commit_s") is not None,
     )
     fs.volatile = tuple(cfg.get("volatile") or ())
     fs.mountpoint = mountpoint
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     threading.Thread(target=_on_stop, args=(fs,), daemon=True).start()
+    if cfg.get("commit_s") is not None:
+        threading.Thread(target=_journal, args=(fs, float(cfg["commit_s"])), daemon=True).start()
     mfusepy.FUSE(
         fs,
         mountpoint,

@@ -53,9 +53,13 @@ class DurabilityModel:
     nameless: dict[int, bytes] = field(default_factory=dict)
     #: cross-directory renames not yet durable: (old parent, old name, new parent, new name)
     moves: list[tuple[str, str, str, str]] = field(default_factory=list)
+    #: journal mode: live directories whose entries changed, files that shrank, since the last commit
+    dirty_dirs: set[str] = field(default_factory=set)
+    shrunk: dict[int, int] = field(default_factory=dict)
     #: counters for reports
     file_syncs: int = 0
     dir_syncs: int = 0
+    commits: int = 0
 
     # -- paths --------------------------------------------------------------------------------------
     def lpath(self, rel: str) -> str:
@@ -129,6 +133,7 @@ class DurabilityModel:
         """Make the content of the live file open as ``fd`` durable under its durable names."""
         st = os.fstat(fd)
         self.file_syncs += 1
+        self.shrunk.pop(st.st_ino, None)
         if not stat.S_ISREG(st.st_mode):
             return
         rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY)  # the descriptor may be write-only
@@ -264,6 +269,36 @@ class DurabilityModel:
         os.replace(tmp, dst)
         self._unname(drel)
         self._name(ino, drel)
+
+    # -- journal commit (the "ext4" behaviour) -----------------------------------------------------
+    def note_entries_changed(self, *rels: str) -> None:
+        """A create, unlink, rename... in these live directories (for the next journal commit)."""
+        self.dirty_dirs.update(rels)
+
+    def note_shrunk(self, ino: int, size: int) -> None:
+        """A truncation to ``size``: the smallest size since the last commit is what the journal keeps."""
+        self.shrunk[ino] = min(size, self.shrunk.get(ino, size))
+
+    def commit_metadata(self) -> None:
+        """A journal commit of an ordered-mode journalling file system (ext4 ``data=ordered``).
+
+        Every metadata change so far becomes durable, in one go: directory entries (new files, renames,
+        unlinks) and truncations. File *data* does not: a file created or rewritten in place and not
+        fsynced is empty (or cut short) afterwards - the "zero-length file after a crash" of delayed
+        allocation. ext4 commits every ``commit=`` seconds (5 by default) and on every fsync.
+        """
+        self.commits += 1
+        for rel in sorted(self.dirty_dirs, key=lambda r: r.count("/")):
+            if os.path.isdir(self.lpath(rel)):
+                self.sync_dir(rel)
+        self.dirty_dirs.clear()
+        for ino, size in self.shrunk.items():
+            for r in self.names.get(ino, ()):
+                path = self.dpath(r)
+                if os.path.isfile(path) and size < os.path.getsize(path):
+                    os.truncate(path, size)  # hard links share the inode: once is enough
+                    break
+        self.shrunk.clear()
 
     # -- everything (clean shutdown) ----------------------------------------------------------------
     def sync_all(self) -> None:

@@ -52,6 +52,7 @@ class PowerLossLayer:
         *,
         volatile: tuple[str, ...] = ("run",),
         write_cut: WriteCut | None = None,
+        commit_s: float | None = None,
     ) -> None:
         if not isinstance(target, QemuUserTarget):
             raise TargetError(f"{target.name}: the power-loss layer needs a qemu-user target")
@@ -59,6 +60,9 @@ class PowerLossLayer:
         self.path = "/" + path.strip("/")
         self.volatile = volatile
         self.write_cut = write_cut
+        #: None: strict POSIX (only fsync makes anything durable); a number: an ext4-like ordered journal
+        #: that commits metadata every ``commit_s`` seconds and on every fsync (ext4's ``commit=``)
+        self.commit_s = commit_s
         slug = self.path.strip("/").replace("/", "_") or "root"
         self.marker = target.workdir / f"powerloss-{slug}.cut"
         self.log = target.workdir / f"powerloss-{slug}.log"
@@ -83,6 +87,7 @@ class PowerLossLayer:
             "marker": str(self.marker),
             "volatile": list(self.volatile),
             "write_cut": [self.write_cut.path, self.write_cut.nth] if self.write_cut else None,
+            "commit_s": self.commit_s,
         }
         argv = [
             "nsenter",

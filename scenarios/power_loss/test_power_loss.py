@@ -1,11 +1,14 @@
 """Power-loss scenarios (scenarios.md power_loss): cut the core during updates, check what survives.
 
 Each test gets its own target of the profile (cutting the shared one would break other suites), installs
-the reference nucleus, measures one update, then cuts: at named cut points (the agent freezes there,
-device/cutpoints.py) and at random times in [0, 1.1 x the update], under the crash model (the target's
-power cut) and the power-loss model (plus the write-back cache layer under the core's root, so unflushed
-writes are lost). After every restart the invariants are checked; the captured output lists every cut
-(point or time, seed, fault model) and every invariant, and a failure names the cut that broke which one.
+the reference nucleus on its disk, measures one update, then cuts: at every named cut point of the update
+(the agent freezes there, device/cutpoints.py), after the Nth write to config.tlog (the layer freezes
+there), at random times in [0, 1.1 x the update], and once more while the core recovers. PL1 updates a
+component, PL2 the core software (launch-directory switch, bootstrap, activation), PL3 a core version that
+cannot start (the loader's tries and rollback). Fault models: crash (the power cut) and power-loss (the cut
+plus the write-back cache layer, so what was not flushed is lost). After every restart the invariants are
+checked; the output lists every cut (point, write or time, seed, fault model) and every invariant, and a
+failure names the cut that broke which invariant.
 """
 
 from __future__ import annotations
@@ -14,69 +17,111 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.paths import FIXTURES_DIR
-from harness.powerloss.campaign import Campaign, CampaignResult, run_campaign
+from harness.powerloss.campaign import WORKLOADS, Campaign, CampaignResult, run_campaign
 from harness.profiles import DeviceProfile
 from harness.targets.qemu_user import QemuUserTarget
-
-RECIPES = FIXTURES_DIR / "components" / "recipes"
-ARTIFACTS = FIXTURES_DIR / "components" / "artifacts"
-#: Named points of a component deployment and of the durable writes under it.
-POINTS = (
-    "config.tlog.append",
-    "meta.between_renames",
-    "deployment.planned",
-    "deployment.committed",
-    "deployment.applied",
-    "deployment.finishing",
-)
 
 
 @pytest.fixture
 def own_target(profile: DeviceProfile) -> Iterator[QemuUserTarget]:
     if profile.transport != "qemu-user":
-        pytest.skip(
-            f"{profile.name}: power-loss scenarios need a qemu-user target (transport {profile.transport})"
-        )
+        pytest.skip(f"{profile.name}: power-loss scenarios need a qemu-user target (not {profile.transport})")
     t = QemuUserTarget(profile, instance=f"{profile.name}-powerloss")
     yield t
     t.close()
 
 
-def _run(
+def campaign(
     target: QemuUserTarget,
+    workload: str,
     model: str,
+    *,
     cuts: int,
     seed: int | None,
-    points: tuple[str, ...] = (),
-    faults: tuple[str, ...] = (),
+    faults: tuple[str, ...],
+    points: bool = True,
+    write_cuts: int = 0,
 ) -> CampaignResult:
-    campaign = Campaign(target, RECIPES, ARTIFACTS, model=model, faults=faults, seed=seed)
+    c = Campaign(target, workload=workload, model=model, faults=faults, seed=seed)
     try:
-        result = run_campaign(campaign, cuts, points)
+        result = run_campaign(
+            c,
+            cuts,
+            WORKLOADS[workload].points if points else (),
+            write_cuts=write_cuts if model == "power-loss" else 0,
+            second_cuts=1 if cuts else 0,
+        )
     finally:
-        campaign.close()
+        c.close()
     print(result.report())
     return result
 
 
+def _verdict(result: CampaignResult) -> None:
+    broken = "\n".join(c.line() for c in result.broken)
+    assert not broken, (
+        f"invariants broken ({result.workload}, model {result.model}, seed {result.seed}):\n{broken}"
+    )
+
+
+def _models(config: pytest.Config, model: str) -> None:
+    wanted = config.getoption("harness_power_models", default=[]) or ["crash", "power-loss"]
+    if model not in wanted:
+        pytest.skip(f"fault model {model} not selected (--power-model)")
+
+
 @pytest.mark.requirement(
-    "After a power loss at any named point of a deployment and at random times during an update, the core "
-    "starts, keeps its last committed configuration, runs the old or the new version, finishes the "
-    "interrupted deployment with exactly one terminal status",
+    "A component update cut at every named point, after the Nth config write, at random times and again "
+    "during recovery: the core starts, keeps its last committed configuration, runs the old or the new "
+    "version and ends the interrupted deployment with exactly one terminal status",
     source="scenarios.md power_loss; core-behaviour.md Persistence a core must get right",
 )
 @pytest.mark.parametrize("model", ["crash", "power-loss"])
-def test_pl1_update_and_cut(
+def test_pl1_component_update_cut(
     model: str,
     own_target: QemuUserTarget,
     power_cuts: int,
     power_seed: int | None,
+    nucleus_faults: tuple[str, ...],
     pytestconfig: pytest.Config,
 ) -> None:
-    models = pytestconfig.getoption("harness_power_models", default=[]) or ["crash", "power-loss"]
-    if model not in models:
-        pytest.skip(f"fault model {model} not selected (--power-model)")
-    result = _run(own_target, model, power_cuts, power_seed, points=POINTS if model == "power-loss" else ())
-    broken = "\n".join(c.line() for c in result.broken)
-    assert not broken, f"invariants broken (seed {result.seed}, model {model}):\n{broken}"
+    _models(pytestconfig, model)
+    result = campaign(
+        own_target, "component", model, cuts=power_cuts, seed=power_seed, faults=nucleus_faults, write_cuts=2
+    )
+    _verdict(result)
+
+
+@pytest.mark.requirement(
+    "A core-software update cut at each step of the launch-directory switch, during bootstrap, after "
+    "activation before the status report, at random times and again during recovery: same invariants",
+    source="scenarios.md power_loss; core-behaviour.md Updating the core software (OTA)",
+)
+def test_pl2_core_update_cut(
+    own_target: QemuUserTarget,
+    power_cuts: int,
+    power_seed: int | None,
+    nucleus_faults: tuple[str, ...],
+    pytestconfig: pytest.Config,
+) -> None:
+    _models(pytestconfig, "power-loss")
+    result = campaign(
+        own_target, "nucleus", "power-loss", cuts=power_cuts, seed=power_seed, faults=nucleus_faults
+    )
+    _verdict(result)
+
+
+@pytest.mark.requirement(
+    "An update to a core version that cannot start, cut during the loader's rollback: the core starts the "
+    "old version (no boot loop) and the deployment ends FAILED exactly once",
+    source="scenarios.md power_loss; core-behaviour.md Updating the core software (OTA)",
+)
+def test_pl3_rollback_cut(
+    own_target: QemuUserTarget,
+    power_seed: int | None,
+    nucleus_faults: tuple[str, ...],
+    pytestconfig: pytest.Config,
+) -> None:
+    _models(pytestconfig, "power-loss")
+    result = campaign(own_target, "rollback", "power-loss", cuts=1, seed=power_seed, faults=nucleus_faults)
+    _verdict(result)

@@ -159,7 +159,9 @@ def test_cut_after_the_nth_write(target: QemuUserTarget, layer: PowerLossLayer) 
         [
             "python3",
             "-c",
-            HELPERS + "for i in range(5):\n    w('a/log', b'%d\\n' % i, sync=True, mode='ab'); sync_dir('a')\n",
+            HELPERS
+            + "for i in range(5):\n"
+            + "    w('a/log', b'%d\\n' % i, sync=True, mode='ab'); sync_dir('a')\n",
         ],
         cwd=ROOT,
     )
@@ -171,6 +173,29 @@ def test_cut_after_the_nth_write(target: QemuUserTarget, layer: PowerLossLayer) 
         proc.kill()
         proc.wait(timeout=30)
     assert target.read_text(f"{ROOT}/a/log") == "0\n1\n", "the third write was never fsynced"
+
+
+def test_journal_mode_commits_metadata_not_data(target: QemuUserTarget, layer: PowerLossLayer) -> None:
+    """ext4-like ordered journal: any fsync commits every metadata change so far, but not others' data."""
+    target.power_cut()
+    layer.reap()
+    target.power_on()
+    journal = PowerLossLayer(target, ROOT, commit_s=3600.0)  # commits only on fsync in this test
+    journal.mount()
+    py(
+        target,
+        "w('a/existing', b'rewritten in place, never fsynced')\n"
+        "w('a/renamed+', b'R', sync=True); os.replace('a/renamed+', 'a/renamed')\n"
+        "w('b/created', b'never fsynced')\n"
+        "w('b/other', b'x', sync=True)\n"
+        "w('b/after', b'after the last fsync')\n",
+    )
+    cut_and_power_on(target, journal)
+    assert target.read_text(f"{ROOT}/a/existing") == "", "truncate committed, data not: a zero-length file"
+    assert listing(target, "a") == ["existing", "renamed"], "the rename was committed by the later fsync"
+    assert target.read_text(f"{ROOT}/a/renamed") == "R"
+    assert listing(target, "b") == ["created", "other"], "entries after the last commit are lost"
+    assert target.read_text(f"{ROOT}/b/created") == ""
 
 
 CONFIG_LOOP = r"""
