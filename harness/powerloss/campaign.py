@@ -289,7 +289,7 @@ class Campaign:
                     if time.monotonic() - unknown_since > UNKNOWN_GRACE_S:
                         raise TargetError(
                             f"deployment {dep} unknown to the running core: {_first_lines(exc)}"
-                        )
+                        ) from None
             time.sleep(0.25)
         detail = f"; last error: {_first_lines(last)}" if last else ""
         raise TargetError(f"deployment {dep} not terminal after {timeout:g} s{detail}")
