@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -67,13 +69,13 @@ def _host_links() -> set[str]:
 
 
 def test_engine_of_a_killed_harness_is_reported_then_collected() -> None:
-    base = state_dir()
+    # a base of its own: engines other sessions create in the shared state dir must not collect this one first
+    base = Path(tempfile.mkdtemp(prefix="killed-", dir=state_dir()))
     engine = PodmanEngine(base)
     info = json.loads((engine.root / "engine.json").read_text())
-    dead = os.fork()
-    if dead == 0:
-        os._exit(0)
-    os.waitpid(dead, 0)
+    gone = subprocess.Popen(["true"])
+    gone.wait(timeout=30)
+    dead = gone.pid  # a harness process that no longer exists
     (engine.root / "engine.json").write_text(json.dumps({**info, "owner": dead}))
     try:
         leaks = [line for line in find_leaks(base) if engine.root.name in line]
@@ -83,3 +85,4 @@ def test_engine_of_a_killed_harness_is_reported_then_collected() -> None:
         assert not engine.root.exists() and not netns_exists(engine.netns)
     finally:
         engine.close()
+        shutil.rmtree(base, ignore_errors=True)
