@@ -1,19 +1,24 @@
-"""Benchmark: the fleet's asyncio engine vs locust + paho (locust.contrib.mqtt), same devices, same core.
+"""Benchmark: the fleet's asyncio engine vs locust + paho (locust.contrib.mqtt) and vs the real AWS IoT
+Device SDK client (awscrt), same devices, same core, same run.
 
 Both generators run the same plan against the reference core on native-x86_64: N devices with their own
 certificates connect with mutual TLS at ``--connect-rate``, publish telemetry at ``--rate`` msg/s each for
 ``--duration`` s (QoS ``--qos``), ``--subscribers`` devices subscribe to ``relay/#``. Each generator is one
 process (the engine: ``python -m harness.fleet.worker``; the peer: one local locust process, one paho
 client per user with ``use_loop_selectors``); devices connect straight to the broker (no discovery) so the
-MQTT engines are what is compared. Counts come from the same ledger over each run's records.
+MQTT engines are what is compared. Counts come from the same ledger over each run's records. The SDK peer is
+the same worker process with every device on ``harness.fleet.sdk_client`` (awscrt's shared event loop), so
+the device behaviour is identical and only the MQTT client differs.
 
     python bench/bench_fleet.py                        # 2000 devices, 5 msg/s each, 10 s
     python bench/bench_fleet.py --devices 500 --rate 2 --duration 5
+    python bench/bench_fleet.py --devices 1000 --qos 1 --peers locust,sdk
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import tempfile
@@ -92,7 +97,11 @@ def main() -> int:
     ap.add_argument("--connect-rate", type=float, default=200.0)
     ap.add_argument("--subscribers", type=int, default=1)
     ap.add_argument("--profile", default="native-x86_64")
+    ap.add_argument("--peers", default="locust,sdk", help="comma-separated: locust, sdk")
     args = ap.parse_args()
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    if unknown := set(peers) - {"locust", "sdk"}:
+        raise SystemExit(f"--peers: unknown {', '.join(sorted(unknown))}; allowed: locust, sdk")
     cfg = FleetConfig(
         devices=args.devices,
         connect_rate=args.connect_rate,
@@ -117,11 +126,19 @@ def main() -> int:
         )
         files, cpu, rss, wall = engine_run(plan, Path(tmp) / "engine")
         rows["asyncio engine"] = figures(files, plan, cpu, rss, wall)
-        print("bench: peer (locust + paho, 1 process), same plan", flush=True)
-        out = run_locust(plan, Path(tmp) / "peer", workers=0, user_class="PahoPeerUser", progress=print)
-        rows["locust+paho"] = figures(
-            out.records, plan, out.generator_cpu_s, out.generator_rss_mb, out.wall_s
-        )
+        if "locust" in peers:
+            print("bench: peer (locust + paho, 1 process), same plan", flush=True)
+            out = run_locust(plan, Path(tmp) / "peer", workers=0, user_class="PahoPeerUser", progress=print)
+            rows["locust+paho"] = figures(
+                out.records, plan, out.generator_cpu_s, out.generator_rss_mb, out.wall_s
+            )
+        if "sdk" in peers:
+            print("bench: peer (AWS IoT Device SDK / awscrt, 1 process), same plan", flush=True)
+            sdk_plan = dataclasses.replace(
+                plan, devices=[dataclasses.replace(d, engine="sdk") for d in plan.devices]
+            )
+            files, cpu, rss, wall = engine_run(sdk_plan, Path(tmp) / "sdk")
+            rows["aws sdk"] = figures(files, sdk_plan, cpu, rss, wall)
     cols = [
         "connected",
         "pub_msg_s",
@@ -140,20 +157,23 @@ def main() -> int:
     print(f"{'generator':15}" + "".join(f"{c:>11}" for c in cols))
     for name, r in rows.items():
         print(f"{name:15}" + "".join(f"{_fmt(r[c]):>11}" for c in cols))
-    eng, peer = rows["asyncio engine"], rows["locust+paho"]
-    print()
-    for key, label in (
-        ("connected", "devices connected"),
-        ("pub_msg_s", "published msg/s"),
-        ("rx_msg_s", "delivered msg/s"),
-    ):
-        ratio = eng[key] / peer[key] if peer[key] else float("inf")
-        print(f"{label}: engine {_fmt(eng[key])} vs peer {_fmt(peer[key])} = x{ratio:.1f}")
-    cpu_per_msg = [r["cpu_s"] * 1e6 / max(1, r["published"] + r["received"]) for r in (eng, peer)]
-    print(
-        f"generator CPU per message (published + received): engine {cpu_per_msg[0]:.0f} us, "
-        f"peer {cpu_per_msg[1]:.0f} us = x{cpu_per_msg[1] / max(cpu_per_msg[0], 1e-9):.1f}"
-    )
+    eng = rows["asyncio engine"]
+    for name, peer in rows.items():
+        if name == "asyncio engine":
+            continue
+        print(f"\nvs {name}:")
+        for key, label in (
+            ("connected", "devices connected"),
+            ("pub_msg_s", "published msg/s"),
+            ("rx_msg_s", "delivered msg/s"),
+        ):
+            ratio = eng[key] / peer[key] if peer[key] else float("inf")
+            print(f"  {label}: engine {_fmt(eng[key])} vs {_fmt(peer[key])} = x{ratio:.1f}")
+        cpu_per_msg = [r["cpu_s"] * 1e6 / max(1, r["published"] + r["received"]) for r in (eng, peer)]
+        print(
+            f"  generator CPU per message (published + received): engine {cpu_per_msg[0]:.0f} us, "
+            f"{name} {cpu_per_msg[1]:.0f} us = x{cpu_per_msg[1] / max(cpu_per_msg[0], 1e-9):.1f}"
+        )
     return 0
 
 

@@ -47,7 +47,10 @@ def storm_run(
         backoff=BackoffPolicy.parse(backoff),
         storm="restart",
         storm_at_s=2.0,
-        reconnect_timeout_s=120.0,
+        reconnect_timeout_s=180.0,
+        # Longer than any storm here: a core that interleaves every handshake finishes them all near the
+        # end, and a shorter timeout would make the whole fleet give up and retry (a collapse, not a storm).
+        connect_timeout_s=120.0,
         drain_s=1.0,
     )
     plan = make_plan(cfg, stand.identities[:devices], broker=stand.broker)
@@ -89,7 +92,12 @@ def main() -> int:
     ap.add_argument("--calibrate", type=int, default=1000, help="fleet size of the calibration storms")
     ap.add_argument("--backoff", default="full-jitter:0.5:10", help="the devices' reconnect policy")
     ap.add_argument("--pairs", type=int, default=3, help="calibration + predicted storm, this many times")
-    ap.add_argument("--connect-rate", type=float, default=300.0, help="ramp rate before the predicted storms")
+    ap.add_argument(
+        "--connect-rate",
+        type=float,
+        default=100.0,
+        help="ramp rate before the predicted storms (below the core's accept rate, or the ramp itself storms)",
+    )
     ap.add_argument(
         "--calibration-connect-rate",
         type=float,

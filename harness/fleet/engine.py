@@ -114,8 +114,16 @@ class FleetEngine:
     def run_sync(self, selector: selectors.BaseSelector | None = None) -> EngineReport:
         """Run on a new event loop in this thread (``selector``: e.g. the original epoll under gevent)."""
         loop = asyncio.SelectorEventLoop(selector) if selector is not None else asyncio.new_event_loop()
+        main = loop.create_task(self.run())
         try:
-            return loop.run_until_complete(self.run())
+            return loop.run_until_complete(main)
+        except BaseException:
+            # Ctrl-C (or any error escaping the loop): let the run's own clean-up disconnect and abort
+            # every device (bounded), so nothing is left pending when the loop closes.
+            if not main.done():
+                main.cancel()
+                loop.run_until_complete(asyncio.wait({main}, timeout=30.0))
+            raise
         finally:
             try:
                 loop.run_until_complete(loop.shutdown_asyncgens())
@@ -197,6 +205,8 @@ class FleetEngine:
             self.progress("fleet: stopped on request")
         finally:
             ctl.stopping = True
+            if not self._phases_task.done():  # the run itself was cancelled (Ctrl-C)
+                self._phases_task.cancel()
             ctl.wake_all()
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=15.0)
