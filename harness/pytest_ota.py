@@ -13,6 +13,7 @@ outcome state and the time the core was unavailable go into the row's evidence a
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -115,6 +116,7 @@ def report_update(
     request: pytest.FixtureRequest, record_result: Callable[[TestRecord], None], profile: DeviceProfile
 ) -> Callable[[list[CoreUpdate], list[str]], None]:
     """Record the test's row with its updates, then fail it with every problem found (if any)."""
+    started = time.monotonic()
 
     def report(updates: list[CoreUpdate], problems: list[str]) -> None:
         props = dict(request.node.user_properties)
@@ -132,6 +134,7 @@ def report_update(
                 suite=suite,
                 profile=profile.name,
                 outcome="failed" if problems else "passed",
+                duration_s=round(time.monotonic() - started, 3),
                 requirement=str(marker.args[0]) if marker and marker.args else "",
                 source=str(marker.kwargs.get("source", "")) if marker else "",
                 evidence=evidence,

@@ -205,8 +205,17 @@ class V1Ota:
         self._put("var/credentials/cache.json", json.dumps({"token": "cached"}) + "\n", 0o600)
         self._put("var/queue/pending.json", json.dumps([{"topic": "t", "n": 1}]) + "\n", 0o600)
         root = shlex.quote(self.root)
-        self._put("bin/ggc-daemon", GGC_DAEMON.replace("@ROOT@", root), 0o755)
+        daemon = GGC_DAEMON.replace("@ROOT@", root)
+        if "broker_not_restarted" in self._faults():
+            daemon = daemon.replace('if [ -f "$R/config/mosquitto.conf" ]; then', "if false; then")
+        self._put("bin/ggc-daemon", daemon, 0o755)
         self.restore_scripts()
+
+    def _faults(self) -> set[str]:
+        cli = self.driver.cli
+        faults = set(getattr(cli, "faults", ()))
+        settings = getattr(cli, "settings", None)
+        return faults | set(getattr(settings, "faults", ()))
 
     def restore_scripts(self) -> None:
         root = shlex.quote(self.root)

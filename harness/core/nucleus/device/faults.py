@@ -28,6 +28,10 @@ FAULTS: dict[str, str] = {
         "launch-directory links (alts/current, old, new, broken) are replaced by unlink + symlink, not by"
         " rename (power loss)"
     ),
+    "broker_not_restarted": (
+        "the core daemon's start (ggc-daemon, used by a V1 update) starts the nucleus but not the MQTT"
+        " broker, so clients never reconnect after an update (O6, O1)"
+    ),
     "loader_counts_no_tries": (
         "the loader never counts failed starts, so a version that fails to start boot-loops (power loss, O2)"
     ),
