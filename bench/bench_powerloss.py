@@ -29,6 +29,7 @@ def one(
 ) -> tuple[CampaignResult, float]:
     target = QemuUserTarget(find_profile(profile), instance=f"{profile}-bench-powerloss")
     campaign = Campaign(target, workload=workload, model=model, faults=faults, seed=seed)
+    campaign.on_cut = lambda cut: print(f"{profile}: {cut.line()}", flush=True)
     began = time.monotonic()
     try:
         result = run_campaign(campaign, cuts, second_cuts=cuts // 10)
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for profile in args.profile or ["native-x86_64"]:
             result, wall = one(profile, args.workload, args.model, args.cuts, args.seed, tuple(args.fault))
-            print(result.report(), flush=True)
+            print(result.report().splitlines()[0], flush=True)
             per_cut = wall / max(1, len(result.cuts))
             line = (
                 f"{profile}: {args.workload}, {args.model}, seed {result.seed}: {len(result.cuts)} cuts, "

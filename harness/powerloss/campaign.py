@@ -23,6 +23,7 @@ import json
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,8 @@ class Campaign:
         self.version = ""
         self.update_s = 0.0
         self.cuts: list[Cut] = []
+        #: called with every cut once it is checked (a long campaign shows progress)
+        self.on_cut: Callable[[Cut], None] | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="gg-powerloss-")
         self._packages: dict[str, tuple[Path, Path]] = {}
 
@@ -345,6 +348,8 @@ class Campaign:
         except TargetError as exc:
             cut.broken.append(f"{INVARIANTS[0]}: {_first_lines(exc)}")
         self.cuts.append(cut)
+        if self.on_cut is not None:
+            self.on_cut(cut)
         if cut.broken:
             self.reinstall()
         return cut

@@ -116,6 +116,9 @@ class PowerLossLayer:
             raise InfraError(
                 f"{self.target.name}: the power-loss layer on {self.path} failed: {detail}\n{log}"
             )
+        # reap nsenter as soon as the cut ends the daemon: a zombie would hold up the target's teardown,
+        # which waits until every process of its cgroup is gone from /proc
+        threading.Thread(target=self._proc.wait, daemon=True).start()
 
     @property
     def mounted(self) -> bool:
