@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.errors import InfraError, TargetError
-from harness.paths import state_dir
+from harness.paths import cache_dir, state_dir
 from harness.profiles import DeviceProfile, PowerConfig, SshConfig
 from harness.rootfs import RootfsSpec
 from harness.targets.base import Facts
@@ -83,7 +83,7 @@ def kvm_usable(profile: DeviceProfile, kernel: Path | None = None) -> bool:
     The probe matters under nested virtualization, where /dev/kvm exists yet QEMU with KVM can hang
     silently before the guest's first console line (seen on this project's CI machine). It starts the
     profile's kernel with KVM and waits for its banner on the serial port; the answer is cached per host
-    boot (``/proc/sys/kernel/random/boot_id``) in the state directory.
+    boot (``/proc/sys/kernel/random/boot_id``) in the cache directory.
     """
     if profile.arch != platform.machine() or profile.system is None:
         return False
@@ -99,7 +99,7 @@ def kvm_usable(profile: DeviceProfile, kernel: Path | None = None) -> bool:
     except OSError:
         boot_id = "unknown"
     cpu = profile.system.cpu or ""
-    cache = state_dir() / f"kvm-probe-{boot_id}-{profile.system.qemu}-{cpu.replace('/', '_')}.json"
+    cache = cache_dir() / f"kvm-probe-{boot_id}-{profile.system.qemu}-{cpu.replace('/', '_')}.json"
     try:
         return bool(json.loads(cache.read_text())["usable"])
     except (OSError, ValueError, KeyError):
