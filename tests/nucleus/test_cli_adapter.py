@@ -23,6 +23,7 @@ from harness.core.nucleus.cli_adapter import (
 )
 from harness.core.nucleus.device import cli as reference_cli
 from harness.core.nucleus.driver import NucleusDriver, NucleusTimeout
+from harness.errors import TargetError
 from harness.targets.fake import FakeTarget, reply
 
 DATA = Path(__file__).with_name("data")
@@ -88,6 +89,12 @@ def test_reference_command_lines() -> None:
     assert ref.cli() == ["/greengrass/bin/greengrass-cli"]
     assert ref.start_argv()[-2:] == ["--fault", "broken_rule_off"]
     assert "--daemon" in ref.start_argv() and "--stop" in ref.stop_argv(5)
+    cut = {"GG_CUTPOINT": "launch.new_linked@2", "GG_CUTPOINT_MARKER": "/tmp/cut marker"}
+    argv = ref.start_argv(cut)
+    assert argv[:3] == ["env", "GG_CUTPOINT=launch.new_linked@2", "GG_CUTPOINT_MARKER=/tmp/cut marker"]
+    assert argv[3:] == ref.start_argv()
+    with pytest.raises(TargetError, match="cannot reach a systemd unit"):
+        GreengrassV2Adapter().start_argv(cut)
 
 
 def test_parse_create() -> None:
