@@ -2,9 +2,11 @@
 
 ``net_stand`` is the reference core of a profile inside a network namespace the harness creates, reached by
 the fleet over the fleet link and bridged to the cloud endpoint over the cloud link (``harness.net.stand``),
-with ``control`` to impair and cut either link. One stand per profile per session (like the core pool);
-every test starts with both links healed and unimpaired. ``--net-fault`` seeds a defect in the core's
-network behaviour; ``--net-client-backoff`` is the reconnect policy of the scenario's client devices.
+with ``control`` to impair and cut either link; a scenario declares an impairment with
+``@pytest.mark.net_impair("delay=20ms,jitter=5ms", link="fleet")``. One stand per profile per session
+(like the core pool); every test starts with both links healed and unimpaired. ``--net-fault`` seeds a
+defect in the core's network behaviour; ``--net-client-backoff`` is the reconnect policy of the scenario's
+client devices.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from harness.errors import HarnessError, InputError
 from harness.fleet.backoff import BackoffPolicy
 from harness.net.cloud_link import NET_FAULTS, check_net_faults
 from harness.net.discovery_retry import CLIENT_FAULTS
+from harness.net.impair import Impairment
 from harness.profiles import DeviceProfile
 from harness.records import TestRecord
 
@@ -57,6 +60,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Reject an unknown fault or policy before anything runs (pytest usage error)."""
+    config.addinivalue_line(
+        "markers",
+        "net_impair(spec, link='fleet'): the scenario runs with this impairment on a link of net_stand",
+    )
     try:
         check_net_faults(config.getoption("harness_net_faults") or [])
         unknown = sorted(set(config.getoption("harness_net_client_faults") or []) - set(CLIENT_FAULTS))
@@ -77,6 +84,8 @@ class NetUnderTest:
     reconnectors: list[str]
     client_backoff: BackoffPolicy
     client_faults: frozenset[str] = frozenset()
+    #: Index of the current test's first network event (set by the ``net_stand`` fixture).
+    first_event: int = 0
 
     @property
     def core(self) -> object:
@@ -205,6 +214,14 @@ def net_stand(
     assert isinstance(nut.stand, NetworkStand)
     nut.stand.reset_network()
     first_event = len(nut.stand.control.events) if nut.stand.control else 0
+    nut.first_event = first_event
+    for marker in request.node.iter_markers("net_impair"):
+        assert nut.stand.control is not None
+        try:
+            spec = Impairment.parse(str(marker.args[0]), source=f"{request.node.nodeid} net_impair")
+            nut.stand.control.impair(str(marker.kwargs.get("link", "fleet")), spec)
+        except InputError as exc:
+            pytest.fail(str(exc), pytrace=False)
     yield nut
     if nut.stand.control is not None:
         request.node.user_properties.append(
@@ -241,7 +258,7 @@ def net_record(
             message=message,
             properties={
                 "net_backend": control.backend,
-                "net_events": json.dumps([e.to_json() for e in control.events[-12:]]),
+                "net_events": json.dumps([e.to_json() for e in control.events[nut.first_event :]]),
             },
         )
     )
