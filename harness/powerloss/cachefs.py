@@ -44,15 +44,35 @@ STAT_KEYS = (
 )
 
 
+#: Operations a cut can follow: the Nth write to a file, or the Nth unlink/rename/symlink of a name.
+CUT_OPS = ("write", "unlink", "rename", "symlink")
+
+
 @dataclass(frozen=True)
 class WriteCut:
-    """Freeze the file system after the ``nth`` write to ``path`` (relative to the mount point)."""
+    """Freeze the file system after the ``nth`` ``op`` on ``path`` (relative to the mount point).
+
+    In journal mode the metadata so far is committed first: the cut lands right after this operation
+    reached the journal, the adversarial moment a real commit timer can hit.
+    """
 
     path: str
     nth: int
+    op: str = "write"
 
     def label(self) -> str:
-        return f"write:{self.path}@{self.nth}"
+        return f"{self.op}:{self.path}@{self.nth}"
+
+    @classmethod
+    def parse(cls, text: str) -> WriteCut:
+        """``write:config/config.tlog@3`` / ``unlink:alts/current@1``."""
+        op, sep, rest = text.partition(":")
+        path, at, nth = rest.rpartition("@")
+        if not sep or op not in CUT_OPS or not at or not path or not nth.isdigit() or int(nth) < 1:
+            raise ValueError(
+                f"cut {text!r}: expected <op>:<path>@<N> with op one of {', '.join(CUT_OPS)} and N >= 1"
+            )
+        return cls(path.strip("/"), int(nth), op)
 
 
 def _rel(path: str) -> str:
@@ -186,6 +206,7 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
         os.symlink(source, self._l(target))
         self._owned(target)
         self._after_entry_change(target)
+        self._count("symlink", _rel(target))
         return 0
 
     def link(self, target: str, source: str) -> int:
@@ -196,12 +217,14 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
     def unlink(self, path: str) -> int:
         os.unlink(self._l(path))
         self._after_entry_change(path)
+        self._count("unlink", _rel(path))
         return 0
 
     def rename(self, old: str, new: str) -> int:
         os.rename(self._l(old), self._l(new))
         self.model.note_rename(_rel(old), _rel(new))
         self._after_entry_change(old, new)
+        self._count("rename", _rel(new))
         return 0
 
     # -- files --------------------------------------------------------------------------------------
@@ -232,13 +255,18 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
         if fh in self.sync_fhs or self.write_through:
             with self.lock:
                 self.model.sync_file(fh)
-        rel = self.fh_paths.get(fh, _rel(path))
-        count = self.write_counts.get(rel, 0) + 1
-        self.write_counts[rel] = count
-        cut = self.write_cut
-        if cut is not None and cut.path == rel and cut.nth == count:
-            self._freeze(cut.label())
+        self._count("write", self.fh_paths.get(fh, _rel(path)))
         return n
+
+    def _count(self, op: str, rel: str) -> None:
+        """Count ``op`` on ``rel``; freeze when it is the cut's."""
+        cut = self.write_cut
+        if cut is None or cut.op != op or cut.path != rel:
+            return
+        count = self.write_counts.get(f"{op}:{rel}", 0) + 1
+        self.write_counts[f"{op}:{rel}"] = count
+        if count == cut.nth:
+            self._freeze(cut.label())
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
         if fh is not None:
@@ -275,6 +303,8 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
     # -- cut points ---------------------------------------------------------------------------------
     def _freeze(self, label: str) -> None:
         """Record the cut point (durably, on the host) and stop answering until the power is cut."""
+        if self.journal:
+            self.model.commit_metadata()
         if self.marker:
             fd = os.open(self.marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:

@@ -34,7 +34,7 @@ from harness.core.nucleus.device.settings import AgentSettings
 from harness.core.nucleus.driver import NucleusDriver
 from harness.errors import InputError, TargetError
 from harness.paths import FIXTURES_DIR
-from harness.powerloss.cachefs import WriteCut
+from harness.powerloss.cachefs import CUT_OPS, WriteCut
 from harness.powerloss.layer import PowerLossLayer
 from harness.targets.qemu_user import QemuUserTarget
 
@@ -233,6 +233,7 @@ class Campaign:
         self.layer = (
             PowerLossLayer(target, root, commit_s=journal_commit_s) if model == "power-loss" else None
         )
+        self._op_layer: PowerLossLayer | None = None
         self.version = ""
         self.update_s = 0.0
         self.cuts: list[Cut] = []
@@ -248,11 +249,20 @@ class Campaign:
         if self.layer is not None:
             self.layer.write_cut = write_cut
             self.layer.mount()
+        elif write_cut is not None:  # crash model: a write-through layer only counts and freezes
+            self._op_layer = PowerLossLayer(self.target, self.root, write_cut=write_cut, write_through=True)
+            self._op_layer.mount()
+
+    @property
+    def _counting_layer(self) -> PowerLossLayer | None:
+        return self.layer if self.layer is not None else self._op_layer
 
     def _cut(self) -> None:
         self.target.power_cut()
-        if self.layer is not None:
-            self.layer.reap()
+        for layer in (self.layer, self._op_layer):
+            if layer is not None:
+                layer.reap()
+        self._op_layer = None
 
     # -- updates ------------------------------------------------------------------------------------
     def _package(self, version: str) -> tuple[Path, Path]:
@@ -409,8 +419,9 @@ class Campaign:
                         deadline = min(deadline, time.monotonic() + 1.0)
                 except TargetError:
                     pass
-            if point.startswith("write:"):
-                hit = self.layer.cut_hit() if self.layer is not None else None
+            if point.partition(":")[0] in CUT_OPS:
+                layer = self._counting_layer
+                hit = layer.cut_hit() if layer is not None else None
             else:
                 hit = (self.target.read_text(CUT_MARKER) or "").strip() or None
             if hit:
@@ -517,8 +528,9 @@ class Campaign:
         return data if isinstance(data, dict) else {}
 
     def close(self) -> None:
-        if self.layer is not None:
-            self.layer.reap(kill=True)
+        for layer in (self.layer, self._op_layer):
+            if layer is not None:
+                layer.reap(kill=True)
         self._tmp.cleanup()
 
 
@@ -532,7 +544,18 @@ def run_campaign(
 ) -> CampaignResult:
     """Set up; the named points once each; ``write_cuts`` cuts after a random Nth write of config.tlog;
     ``cuts`` random-time cuts, the first ``second_cuts`` of them with a second cut during recovery."""
-    campaign.setup()
+    try:
+        campaign.setup()
+    except TargetError as exc:  # e.g. a bad version that boot-loops already without a cut
+        old, new = campaign._next_versions()
+        cut = Cut(0, campaign.model, campaign.seed, campaign.work.name, point="setup: update without a cut")
+        cut.old, cut.new, cut.hit = old or "?", new, "-"
+        cut.checked.append(INVARIANTS[0])
+        cut.broken.append(f"{INVARIANTS[0]}: {_first_lines(exc)}")
+        campaign.cuts.append(cut)
+        return CampaignResult(
+            campaign.seed, campaign.model, campaign.work.name, campaign.update_s, campaign.cuts
+        )
     for point in points:
         campaign.cut_once(point)
     for _ in range(write_cuts):

@@ -82,11 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     cut = cfg.get("write_cut")
     fs = _Ready(
         model,
-        write_cut=WriteCut(str(cut[0]), int(cut[1])) if cut else None,
+        write_cut=WriteCut.parse(str(cut)) if cut else None,
         marker=str(cfg.get("marker") or ""),
         ready_fd=sys.stdout.fileno(),
         journal=cfg.get("commit_s") is not None,
     )
+    fs.write_through = bool(cfg.get("write_through"))  # the crash model: the layer only counts and freezes
     fs.volatile = tuple(cfg.get("volatile") or ())
     fs.mountpoint = mountpoint
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)

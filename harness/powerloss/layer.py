@@ -53,6 +53,7 @@ class PowerLossLayer:
         volatile: tuple[str, ...] = ("run",),
         write_cut: WriteCut | None = None,
         commit_s: float | None = None,
+        write_through: bool = False,
     ) -> None:
         if not isinstance(target, QemuUserTarget):
             raise TargetError(f"{target.name}: the power-loss layer needs a qemu-user target")
@@ -63,6 +64,8 @@ class PowerLossLayer:
         #: None: strict POSIX (only fsync makes anything durable); a number: an ext4-like ordered journal
         #: that commits metadata every ``commit_s`` seconds and on every fsync (ext4's ``commit=``)
         self.commit_s = commit_s
+        #: every change durable at once (nothing is lost): the crash model, with operation cuts
+        self.write_through = write_through
         slug = self.path.strip("/").replace("/", "_") or "root"
         self.marker = target.workdir / f"powerloss-{slug}.cut"
         self.log = target.workdir / f"powerloss-{slug}.log"
@@ -86,8 +89,9 @@ class PowerLossLayer:
             "live": str(self._live),
             "marker": str(self.marker),
             "volatile": list(self.volatile),
-            "write_cut": [self.write_cut.path, self.write_cut.nth] if self.write_cut else None,
+            "write_cut": self.write_cut.label() if self.write_cut else None,
             "commit_s": self.commit_s,
+            "write_through": self.write_through,
         }
         argv = [
             "nsenter",
