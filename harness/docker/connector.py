@@ -254,7 +254,9 @@ class DockerConnector:
         path = self.engine.work / COMPOSE_FILE
         path.write_bytes(compose)
         self._compose_on_host = path
-        if p.pull_before_up:
+        if p.pull_before_up and "pull_skipped" in self.faults:
+            self._log("(fault pull_skipped) DockerPullBeforeUp ignored")
+        elif p.pull_before_up:
             res = self._compose("pull", timeout=PULL_TIMEOUT_S)
             if not res.ok or (self.compose_tool == "podman-compose" and "Error" in res.stderr):
                 if not p.offline_mode:

@@ -18,7 +18,8 @@ from harness.clients.mqtt import Credentials
 from harness.cloud.templates import DEFAULT_DEVICE_TEMPLATE
 from harness.docker.connector import DOCKER_GROUP, BrokerAccess, DockerConnector
 from harness.docker.engine import PodmanEngine
-from harness.docker.images import import_app_image
+from harness.docker.images import APP_REPO, import_app_image
+from harness.docker.registry import LocalRegistry
 from harness.docker.store import ComposeStore
 from harness.errors import TargetError
 from harness.paths import FIXTURES_DIR
@@ -101,10 +102,14 @@ class DockerEdge:
         )
         self.engine = PodmanEngine()
         self.store = ComposeStore()
+        self.registry = LocalRegistry(self.engine)
         self.connector: DockerConnector | None = None
         try:
             self.uid = prepare_target(target)
             self.image = import_app_image(self.engine, profile)
+            self.registry.start()
+            newer = import_app_image(self.engine, profile, ("build2",), build=2)
+            self.latest = self.registry.push(newer, "ggapp:latest")
             self.store.start()
             self.core.install()
             self.core.start()
@@ -157,6 +162,13 @@ class DockerEdge:
             raise TargetError(f"creating {path} on the core failed:\n{res.evidence()}")
         return path
 
+    def stale_latest(self) -> str:
+        """Make the core's local copy of the registry's ``ggapp:latest`` an older build (build 1 vs 2)."""
+        res = self.engine.podman("tag", f"{APP_REPO}:v1", self.latest, timeout=60)
+        if not res.ok:
+            raise TargetError(f"tagging the stale local image failed:\n{res.evidence()}")
+        return self.latest
+
     def stop_core(self) -> None:
         """The core stops: its connector first (down), then the broker."""
         self.conn.stop()
@@ -190,6 +202,7 @@ class DockerEdge:
                 self.core.close()
             finally:
                 self.store.close()
+                self.registry.stop()
                 self.engine.close()
                 if self.target.is_on:
                     self.target.run(["rm", "-rf", DESTINATIONS, INSTALL_ROOT], timeout=60)

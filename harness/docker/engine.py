@@ -35,6 +35,8 @@ ENGINE_FILE = "engine.json"
 #: API, or ``podman-compose`` (Debian's 1.0.3, drives the podman CLI); see README, Docker, for the choice.
 COMPOSE_TOOLS = ("docker-compose", "podman-compose")
 API_START_TIMEOUT_S = 30.0
+#: The local registry's address inside every engine's own network namespace (always free there).
+REGISTRY_ADDRESS = "127.0.0.1:5000"
 PROCESS_EXIT_TIMEOUT_S = 30.0
 #: An engine directory without its engine.json younger than this is being created, not stale.
 FRESH_S = 60.0
@@ -94,6 +96,13 @@ class PodmanEngine:
             "[network]\n"
             f'network_config_dir = "{self.root / "cni"}"\n'
         )
+        (self.root / "registries.conf").write_text(
+            "# only the harness's registry, inside this engine's network namespace; no short-name search\n"
+            "unqualified-search-registries = []\n"
+            "[[registry]]\n"
+            f'location = "{REGISTRY_ADDRESS}"\n'
+            "insecure = true\n"
+        )
         self._closed = False
         self._api: subprocess.Popen[bytes] | None = None
         try:
@@ -133,7 +142,7 @@ class PodmanEngine:
         try:
             out, err = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
-            _killpg(proc.pid)
+            killpg(proc.pid)
             out, err = proc.communicate(timeout=30)
             raise InfraError(
                 f"{' '.join(argv)} did not finish within {timeout:g} s; last output:\n"
@@ -193,11 +202,11 @@ class PodmanEngine:
     def _stop_api(self) -> None:
         if self._api is None:
             return
-        _killpg(self._api.pid, signal.SIGTERM)
+        killpg(self._api.pid, signal.SIGTERM)
         try:
             self._api.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            _killpg(self._api.pid)
+            killpg(self._api.pid)
             self._api.wait(timeout=30)
         self._api = None
 
@@ -234,6 +243,7 @@ def _engine_env(root: Path, extra: Mapping[str, str] | None = None) -> dict[str,
     env = dict(os.environ)
     env["CONTAINERS_CONF"] = str(root / "containers.conf")
     env["CONTAINERS_STORAGE_CONF"] = str(root / "storage.conf")
+    env["CONTAINERS_REGISTRIES_CONF"] = str(root / "registries.conf")
     env["TMPDIR"] = str(root / "tmp")
     env.pop("DOCKER_HOST", None)
     if extra:
@@ -241,7 +251,7 @@ def _engine_env(root: Path, extra: Mapping[str, str] | None = None) -> dict[str,
     return env
 
 
-def _killpg(pid: int, sig: int = signal.SIGKILL) -> None:
+def killpg(pid: int, sig: int = signal.SIGKILL) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
@@ -335,7 +345,7 @@ def _teardown(root: Path, netns: str) -> None:
     """Remove everything an engine made: containers (no grace period), store, mounts, network namespace."""
     api = read_engine_file(root).get("api_pid")
     if isinstance(api, int) and any(line.startswith(f"pid {api}:") for line in engine_processes(root)):
-        _killpg(api)
+        killpg(api)
     prefix = ["nsenter", f"--net=/run/netns/{netns}"] if netns_exists(netns) else []
     env = _engine_env(root)
     for args in (
@@ -353,7 +363,7 @@ def _teardown(root: Path, netns: str) -> None:
     while engine_processes(root) and time.monotonic() < deadline:
         time.sleep(0.2)
     for line in engine_processes(root):
-        _killpg(int(line.split()[1].rstrip(":")))
+        killpg(int(line.split()[1].rstrip(":")))
     _unmount_under(root)
     if netns_exists(netns):
         _ip_netns("delete", netns)

@@ -15,6 +15,7 @@ FAULTS: dict[str, str] = {
     "StopContainersOnNewDeployment is True (DK3)",
     "offline_ignores_stored": "offline mode does not fall back to the stored compose file (DK4)",
     "offline_missing_ok": "offline mode reports success when there is no stored compose file (DK4)",
+    "pull_skipped": "DockerPullBeforeUp is ignored: up runs with the images already on the core (DK6)",
     "no_down_on_stop": "'docker-compose down' is not run when the core stops (DK5)",
 }
 

@@ -30,7 +30,7 @@ TOP_LINKS = ("bin", "lib", "lib64", "sbin")
 LIBS = ("libc.so.6",)
 #: The test application: says which architecture it runs on, then idles until told to stop.
 APP_SCRIPT = """#!/bin/sh
-echo "ggapp ${APP_NAME:-app} running on $(uname -m)"
+echo "ggapp ${APP_NAME:-app} running on $(uname -m) (build ${GGAPP_BUILD:-1})"
 trap 'echo "ggapp ${APP_NAME:-app} stopping"; exit 0' TERM INT
 while :; do sleep 1 & wait $!; done
 """
@@ -74,7 +74,7 @@ def image_tar(tree: Path, arch: str) -> bytes:
 
 
 def import_app_image(
-    engine: PodmanEngine, profile: DeviceProfile, tags: tuple[str, ...] = ("v1", "v2")
+    engine: PodmanEngine, profile: DeviceProfile, tags: tuple[str, ...] = ("v1", "v2"), *, build: int = 1
 ) -> str:
     """Build the application image from the profile's cached root file system; returns its first reference."""
     from harness.rootfs import RootfsSpec, ensure_rootfs
@@ -92,7 +92,15 @@ def import_app_image(
     tree = ensure_rootfs(RootfsSpec.from_userland(profile.userland).base)
     oci_arch, variant = OCI_ARCH[arch]
     ref = f"{APP_REPO}:{tags[0]}"
-    argv = ["import", "--arch", oci_arch, "--change", f'CMD ["/{APP_PATH}"]']
+    argv = [
+        "import",
+        "--arch",
+        oci_arch,
+        "--change",
+        f'CMD ["/{APP_PATH}"]',
+        "--change",
+        f"ENV GGAPP_BUILD={build}",
+    ]
     if variant:
         argv += ["--variant", variant]
     res = engine.podman(*argv, "-", ref, input=image_tar(tree, arch), timeout=120)

@@ -298,3 +298,26 @@ def test_dk5_containers_gone_after_core_stops(edge: DockerEdge, observers: list[
     assert live == expected_names(V1), (
         f"after the core restarted: running {sorted(live)}, expected {sorted(expected_names(V1))}"
     )
+
+
+@pytest.mark.requirement(
+    "DockerPullBeforeUp=True runs docker-compose pull before up, so a newer image of the same tag in the "
+    "registry replaces the core's cached copy; with False the cached copy runs",
+    source="seed 003 (changelog v4: pull-before-up; usage: Docker image updates)",
+)
+@pytest.mark.parametrize("pull", ["True", "False"])
+def test_dk6_pull_before_up_updates_images(
+    edge: DockerEdge, observer: MqttDevice, profile: DeviceProfile, pull: str
+) -> None:
+    edge.stale_latest()
+    dest = edge.destination("dk6")
+    key, version = upload(edge, "app-pull")
+    edge.conn.deploy(params(edge, dest, key, version, DockerPullBeforeUp=pull))
+    assert_success(received(observer, edge), key, version, edge)
+    name = f"{PREFIX}_puller_1"
+    build = "2" if pull == "True" else "1"
+    logs = edge.engine.logs(name)
+    assert f"ggapp puller running on {profile.arch} (build {build})" in logs, (
+        f"DockerPullBeforeUp={pull}: expected the container to run build {build} "
+        f"({'the registry' if build == '2' else 'the cached copy'}); its log: {logs.strip()[-200:]!r}"
+    )

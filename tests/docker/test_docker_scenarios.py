@@ -18,7 +18,7 @@ from harness.docker.faults import FAULTS
 
 pytestmark = pytest.mark.qemu
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = 10
+SCENARIOS = 12
 
 #: fault -> (-k expression selecting its scenario, report id of that scenario, text its failure must contain)
 DEFECTS = {
@@ -52,6 +52,11 @@ DEFECTS = {
         "docker.dk4_offline_without_compose_file_or_images_fails[no-stored-file]",
         "offline with nothing to run must fail with InternalError",
     ),
+    "pull_skipped": (
+        "test_dk6 and True",
+        "docker.dk6_pull_before_up_updates_images[True]",
+        "expected the container to run build 2",
+    ),
     "no_down_on_stop": (
         "test_dk5",
         "docker.dk5_containers_gone_after_core_stops",
@@ -66,6 +71,7 @@ GROUPS = {
         "old_containers_kept",
         "offline_missing_ok",
         "no_down_on_stop",
+        "pull_skipped",
     ),
     "naming-parameters-offline": ("wrong_prefix", "invalid_parameter_ignored", "offline_ignores_stored"),
 }
