@@ -13,12 +13,13 @@ failure names the cut that broke which invariant.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from harness.powerloss.campaign import WORKLOADS, Campaign, CampaignResult, run_campaign
 from harness.profiles import DeviceProfile
+from harness.records import TestRecord
 from harness.targets.qemu_user import QemuUserTarget
 
 
@@ -57,8 +58,37 @@ def campaign(
     return result
 
 
-def _verdict(result: CampaignResult) -> None:
+def _verdict(
+    result: CampaignResult,
+    request: pytest.FixtureRequest,
+    record_result: Callable[[TestRecord], None],
+    profile: DeviceProfile,
+) -> None:
+    """The report row: every cut and every invariant as evidence, the first broken cut as the message."""
     broken = "\n".join(c.line() for c in result.broken)
+    marker = request.node.get_closest_marker("requirement")
+    test_id = request.node.originalname.removeprefix("test_")
+    model = request.node.callspec.params.get("model") if hasattr(request.node, "callspec") else None
+    record_result(
+        TestRecord(
+            id=f"power_loss.{test_id}" + (f"[{model}]" if model else ""),
+            suite="power_loss",
+            profile=profile.name,
+            outcome="failed" if broken else "passed",
+            requirement=str(marker.args[0]) if marker else "",
+            source=str(marker.kwargs.get("source", "")) if marker else "",
+            evidence=result.report(),
+            message=(result.broken[0].line() if broken else f"{len(result.cuts)} cuts, every invariant kept"),
+            properties={
+                "seed": str(result.seed),
+                "model": result.model,
+                "workload": result.workload,
+                "cuts": str(len(result.cuts)),
+                "broken": str(len(result.broken)),
+                "update_s": f"{result.update_s:.2f}",
+            },
+        )
+    )
     assert not broken, (
         f"invariants broken ({result.workload}, model {result.model}, seed {result.seed}):\n{broken}"
     )
@@ -84,12 +114,15 @@ def test_pl1_component_update_cut(
     power_seed: int | None,
     nucleus_faults: tuple[str, ...],
     pytestconfig: pytest.Config,
+    request: pytest.FixtureRequest,
+    record_result: Callable[[TestRecord], None],
+    profile: DeviceProfile,
 ) -> None:
     _models(pytestconfig, model)
     result = campaign(
         own_target, "component", model, cuts=power_cuts, seed=power_seed, faults=nucleus_faults, write_cuts=2
     )
-    _verdict(result)
+    _verdict(result, request, record_result, profile)
 
 
 @pytest.mark.requirement(
@@ -103,12 +136,15 @@ def test_pl2_core_update_cut(
     power_seed: int | None,
     nucleus_faults: tuple[str, ...],
     pytestconfig: pytest.Config,
+    request: pytest.FixtureRequest,
+    record_result: Callable[[TestRecord], None],
+    profile: DeviceProfile,
 ) -> None:
     _models(pytestconfig, "power-loss")
     result = campaign(
         own_target, "nucleus", "power-loss", cuts=power_cuts, seed=power_seed, faults=nucleus_faults
     )
-    _verdict(result)
+    _verdict(result, request, record_result, profile)
 
 
 @pytest.mark.requirement(
@@ -121,7 +157,10 @@ def test_pl3_rollback_cut(
     power_seed: int | None,
     nucleus_faults: tuple[str, ...],
     pytestconfig: pytest.Config,
+    request: pytest.FixtureRequest,
+    record_result: Callable[[TestRecord], None],
+    profile: DeviceProfile,
 ) -> None:
     _models(pytestconfig, "power-loss")
     result = campaign(own_target, "rollback", "power-loss", cuts=1, seed=power_seed, faults=nucleus_faults)
-    _verdict(result)
+    _verdict(result, request, record_result, profile)
