@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -131,6 +132,34 @@ def main(argv: list[str] | None = None) -> int:
     state = Path(tempfile.mkdtemp(prefix="bench-net-", dir="/var/tmp"))
     phases: list[dict[str, Any]] = []
     net_report: dict[str, Any] = {}
+    try:
+        run_all(args, cfg, spec, profile, state, phases, net_report)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    print(
+        f"\nprofile {profile.name}, {args.devices} devices x {args.rate:g} msg/s, QoS {args.qos}, "
+        f"{args.duration:g} s per phase, impairment on the fleet link: {spec} (each direction), "
+        f"backend {net_report.get('backend')}"
+    )
+    print_table(phases)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench-network.json").write_text(
+            json.dumps({"impair": str(spec), "phases": phases, "network": net_report}, indent=1)
+        )
+    return 0
+
+
+def run_all(
+    args: argparse.Namespace,
+    cfg: FleetConfig,
+    spec: Impairment,
+    profile: Any,
+    state: Path,
+    phases: list[dict[str, Any]],
+    net_report: dict[str, Any],
+) -> None:
+    """The phases, in one cloud; fills ``phases`` and ``net_report``."""
     with Cloud(state) as cloud:
         cloud.provision_core(CORE)
         identities = provision_load_devices(cloud, CORE, args.devices)
@@ -148,22 +177,10 @@ def main(argv: list[str] | None = None) -> int:
                 ctl.clear("fleet")
                 phases.append(run_phase("cleared", cfg, identities, broker, ctl))
             ctl.close()
-            net_report = ctl.report()
+            net_report.update(ctl.report())
     if args.loopback_peer:
         with LoadStand(profile, args.devices) as ls:
             phases.append(run_phase("loopback", cfg, ls.identities, ls.broker, None))
-    print(
-        f"\nprofile {profile.name}, {args.devices} devices x {args.rate:g} msg/s, QoS {args.qos}, "
-        f"{args.duration:g} s per phase, impairment on the fleet link: {spec} (each direction), "
-        f"backend {net_report.get('backend')}"
-    )
-    print_table(phases)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "bench-network.json").write_text(
-            json.dumps({"impair": str(spec), "phases": phases, "network": net_report}, indent=1)
-        )
-    return 0
 
 
 if __name__ == "__main__":
