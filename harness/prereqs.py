@@ -24,6 +24,7 @@ APT_PACKAGES: dict[str, str] = {
     "openssh-client": "the SSH transport for real boards",
     "openssh-server": "a loopback sshd that tests the SSH transport",
     "mosquitto-clients": "mosquitto_pub/sub, real MQTT clients used against cores",
+    "mosquitto": "the cloud-side MQTT endpoint of the core's cloud link (network suite)",
     "chromium": "headless rendering check of the HTML report",
     "procps": "ps/pkill used in leak checks",
     "gcc": "builds the reference core's broker plugin for x86_64",
