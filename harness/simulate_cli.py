@@ -67,7 +67,12 @@ def add_subparsers(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--connect-timeout-ms", type=_ms, default=None, help="connect timeout (default 5000)")
     p.add_argument("--network-ms", type=_ms, default=None, help="device-to-core latency (default 2)")
     p.add_argument("--event", choices=EVENTS, default=None, help="disruption (default outage)")
-    p.add_argument("--outage-s", type=_non_negative, default=None, help="core down time (default 30)")
+    p.add_argument(
+        "--outage-s",
+        type=_non_negative,
+        default=None,
+        help="core down time (default: the calibration's outage_s, else 30)",
+    )
     p.add_argument("--keepalive-s", type=_positive, default=None, help="MQTT keep-alive (default 60)")
     p.add_argument("--horizon-s", type=_positive, default=None, help="simulated time limit (default 3600)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 1)")
@@ -259,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.cli import main as cli_main
 
     return cli_main(["simulate", *(sys.argv[1:] if argv is None else argv)])
+
 
 if __name__ == "__main__":
     sys.exit(main())

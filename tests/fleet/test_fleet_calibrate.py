@@ -126,3 +126,16 @@ def test_series_counts_connections_and_messages_per_second() -> None:
     assert s["connected"] == [1.0, 2.0, 2.0, 1.0]
     assert sum(s["published_msg_s"]) == 10 and sum(s["received_msg_s"]) == 10
     assert all(math.isfinite(v) for v in s["received_msg_s"])
+
+
+def test_calibrated_outage_is_the_default_and_overrides_win() -> None:
+    from harness.sim.calibration import parse_calibration
+    from harness.sim.validate import calibrated_config
+
+    cal = parse_calibration(
+        {"handshake_ms": {"median": 5, "p95": 9}, "accept_rate_per_s": 200, "outage_s": 0.4}, "cal.json"
+    )
+    assert calibrated_config(cal, 100, "full").outage_s == 0.4
+    assert calibrated_config(cal, 100, "full", outage_s=3.0).outage_s == 3.0
+    with pytest.raises(ValueError, match="allowed: none, fixed"):
+        fleet_policy("sometimes", 1.0, 2.0)
