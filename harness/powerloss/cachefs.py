@@ -103,7 +103,7 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
         self.write_through = False
         #: ext4-like ordered journal: metadata commits on every fsync and every commit interval
         self.journal = journal
-        self.lock = threading.RLock()
+        self._mutex = threading.RLock()
         self.frozen = threading.Event()
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -129,11 +129,11 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
 
     def commit(self) -> None:
         """A journal commit (the timer's): metadata so far becomes durable, data does not."""
-        with self.lock:
+        with self._mutex:
             self.model.commit_metadata()
 
     def flush_all(self) -> None:
-        with self.lock:
+        with self._mutex:
             self.model.sync_all()
             self.write_through = True
 
@@ -189,7 +189,7 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
         return 0
 
     def fsyncdir(self, path: str, datasync: int, fh: int) -> int:
-        with self.lock:
+        with self._mutex:
             if self.journal:
                 self.model.commit_metadata()
             self.model.sync_dir(_rel(path))
@@ -253,7 +253,7 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         n = os.pwrite(fh, data, offset)
         if fh in self.sync_fhs or self.write_through:
-            with self.lock:
+            with self._mutex:
                 self.model.sync_file(fh)
         self._count("write", self.fh_paths.get(fh, _rel(path)))
         return n
@@ -278,14 +278,14 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
             self.model.note_shrunk(st.st_ino, length)
         if self.write_through:
             fd = fh if fh is not None else os.open(self._l(path), os.O_RDONLY)
-            with self.lock:
+            with self._mutex:
                 self.model.sync_file(fd)
             if fh is None:
                 os.close(fd)
         return 0
 
     def fsync(self, path: str, datasync: int, fh: int) -> int:
-        with self.lock:
+        with self._mutex:
             if self.journal:
                 self.model.commit_metadata()
             self.model.sync_file(fh)
@@ -320,7 +320,7 @@ class CacheFS(mfusepy.Operations):  # type: ignore[misc]
 def _with_lock(func: Any) -> Any:
     @functools.wraps(func)
     def wrapper(self: CacheFS, *args: Any) -> Any:
-        with self.lock:
+        with self._mutex:
             return func(self, *args)
 
     return wrapper

@@ -366,15 +366,14 @@ class Campaign:
 
     def _cut_and_check(self, cut: Cut, point: str, second: bool) -> None:
         new = cut.new
-        if point.startswith("write:"):
-            if self.layer is None:
-                raise InputError(
-                    f"cut {point}: write cuts need the power-loss model (the layer counts writes)"
-                )
-            path, _, nth = point[len("write:") :].rpartition("@")
+        if point.partition(":")[0] in CUT_OPS:
+            try:
+                op_cut = WriteCut.parse(point)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
             self.driver.stop()
             self._cut()
-            self._power_on(WriteCut(path, int(nth)))
+            self._power_on(op_cut)
             self.driver.start(timeout=START_TIMEOUT_S)
         elif point:
             self.driver.stop()

@@ -60,7 +60,23 @@ def test_non_atomic_config_write_is_caught(target: QemuUserTarget) -> None:
         assert any(b.split(":")[0] in INVARIANTS for b in cut.broken), cut.line()
 
 
-@pytest.mark.parametrize("fault", [(), ("non_atomic_launch_switch",)], ids=["reference", "defect"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        (),
+        pytest.param(
+            ("non_atomic_launch_switch",),
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="masked by the reference loader: it runs from <root>/lib, not from alts/current, and "
+                "its start-up recovery (alts/new or alts/old -> current) relinks a missing current; the cut "
+                "lands (unlink:alts/current@1 is hit) but no invariant can break. Reported to the nucleus "
+                "owner with a proposed change.",
+            ),
+        ),
+    ],
+    ids=["reference", "defect"],
+)
 def test_non_atomic_launch_switch_is_caught(target: QemuUserTarget, fault: tuple[str, ...]) -> None:
     result = run(target, "nucleus", "crash", fault, cuts=0, points=("unlink:alts/current@1",))
     if not fault:
