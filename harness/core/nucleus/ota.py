@@ -6,7 +6,7 @@ how long the core was unavailable) so the scenarios and the report treat the gen
 - V2: ``update_core_v2`` packages a core version (``core_versions.package``), deploys it through
   greengrass-cli and waits through the restart(s); the unavailable time is the one the nucleus recorded
   (``deployments/<id>.json``, ``plan.nucleusUpdate.unavailableS``) or, for a core that records none, the
-  longest gap the host saw in CLI answers.
+  longest gap the host saw in CLI answers (0 when it answered every poll: a refused update).
 - V1: ``V1Ota`` prepares the V1 side of the reference core (the OTA agent's device file, the core's kept
   and lost state, ``ggc-daemon`` and the four managedRespawn scripts), and runs jobs of
   ``harness.cloud.jobs.JobsService`` on the target's ``ota-agent``, reporting each outcome back to the job.
@@ -101,7 +101,8 @@ def update_core_v2(
         after=after,
         status=info.status,
         outcome=info.detailed_status,
-        unavailable_s=float(unavailable) if unavailable is not None else (max(gaps) if gaps else None),
+        # the core's own record; else the host's view (0 when the CLI answered every poll, 4 a second)
+        unavailable_s=float(unavailable) if unavailable is not None else (max(gaps) if gaps else 0.0),
         reason=info.failure_cause,
         ident=dep,
         details={"took_s": round(time.monotonic() - started, 2), "record": recorded},
