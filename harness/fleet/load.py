@@ -85,6 +85,8 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
             if opts.revoked:
                 revoked = stand.revoke(opts.revoked)
                 say(f"load: revoked the certificates of {len(revoked)} devices (first: {revoked[0]})")
+                if not cfg.discover:
+                    say("load: without discovery only the core itself can refuse the revoked devices")
             ledger = Ledger(d.thing for d in plan.devices)
             if opts.engine == "asyncio":
                 jsonl = JsonlSink(opts.report_dir / MEASUREMENTS)
