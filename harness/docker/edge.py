@@ -33,6 +33,12 @@ DOCKER_USER = "ggdocker"
 DESTINATIONS = "/var/lib/ggdocker"
 
 
+def container_env(profile: DeviceProfile) -> dict[str, str] | None:
+    """Containers run the board's CPU model, as the target's own processes do (binfmt reads QEMU_CPU)."""
+    cpu = profile.emulation.cpu if profile.transport == "qemu-user" else None
+    return {"QEMU_CPU": cpu} if cpu else None
+
+
 def core_name(profile: DeviceProfile) -> str:
     return "docker-" + re.sub(r"[^A-Za-z0-9-]", "-", profile.name)
 
@@ -100,7 +106,7 @@ class DockerEdge:
         self.core = ReferenceCore(
             target, profile.model_copy(update={"install_root": INSTALL_ROOT}), cloud, self.name
         )
-        self.engine = PodmanEngine()
+        self.engine = PodmanEngine(container_env=container_env(profile))
         self.store = ComposeStore()
         self.registry = LocalRegistry(self.engine)
         self.connector: DockerConnector | None = None

@@ -68,7 +68,8 @@ def engines_dir(base: Path | None = None) -> Path:
 class PodmanEngine:
     """One private container engine; ``close`` removes its containers, images, networks, store, namespace."""
 
-    def __init__(self, base: Path | None = None) -> None:
+    def __init__(self, base: Path | None = None, *, container_env: Mapping[str, str] | None = None) -> None:
+        """``container_env`` goes into every container (``QEMU_CPU``: binfmt's emulator reads it there)."""
         token = secrets.token_hex(4)
         gc_stale_engines(base)
         self.root = engines_dir(base) / f"engine-{os.getpid()}-{token}"
@@ -84,9 +85,11 @@ class PodmanEngine:
             f'runroot = "{self.root / "run"}"\n'
         )
         ulimits = ", ".join(f'"{u}"' for u in ULIMITS)
+        envs = ", ".join(json.dumps(f"{k}={v}") for k, v in sorted((container_env or {}).items()))
         (self.root / "containers.conf").write_text(
             "[containers]\n"
             f"default_ulimits = [{ulimits}]\n"
+            f"env = [{envs}]\n"
             "[engine]\n"
             f'runtime = "{RUNTIME}"\n'
             'cgroup_manager = "cgroupfs"\n'

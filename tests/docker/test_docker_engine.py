@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.docker.edge import container_env
 from harness.docker.engine import PodmanEngine, gc_stale_engines, netns_exists
 from harness.docker.images import APP_REPO, image_tar, import_app_image
 from harness.docker.leaks import find_leaks
@@ -40,12 +41,12 @@ def test_image_holds_only_the_application_from_the_board_tree(tmp_path: Path) ->
     } <= names
 
 
-@pytest.mark.parametrize("board", ["native-x86_64", "qemu-aarch64"])
+@pytest.mark.parametrize("board", ["native-x86_64", "qemu-aarch64", "qemu-armv6l"])
 def test_engine_runs_board_images_and_leaves_nothing(board: str) -> None:
     profile = find_profile(board)
     base = state_dir()
     before = _host_links()
-    engine = PodmanEngine(base)
+    engine = PodmanEngine(base, container_env=container_env(profile))  # armv6l: uname says armv7l without it
     try:
         ref = import_app_image(engine, profile)
         res = engine.podman("run", "--rm", ref, "/bin/uname", "-m", timeout=120)
