@@ -126,6 +126,7 @@ class FleetEngine:
             raise
         finally:
             try:
+                _cancel_leftovers(loop)
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.run_until_complete(loop.shutdown_default_executor())
             finally:
@@ -312,6 +313,17 @@ class FleetEngine:
             now = loop.time()
             for c in clients:
                 c.tick(now)
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop, timeout: float = 10.0) -> None:
+    """Cancel tasks still pending (only after an interrupted run) and let them and the transports they
+    close finish on this loop, as ``asyncio.run`` does, instead of being destroyed with it."""
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.wait(tasks, timeout=timeout))
+    loop.run_until_complete(asyncio.sleep(0))  # pending connection_lost callbacks
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:

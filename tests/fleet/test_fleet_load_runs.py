@@ -101,3 +101,31 @@ def test_bad_revoked_or_calibration_exits_2(args: list[str], message: str, tmp_p
     res = harness_load(*args, "--report-dir", str(tmp_path), timeout=60)
     assert res.returncode == 2, res.stdout + res.stderr
     assert message in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_ctrl_c_stops_the_load_and_cleans_up(tmp_path: Path) -> None:
+    """SIGINT mid-telemetry: the devices disconnect, the core and target go, nothing is left pending."""
+    import signal
+    import time
+
+    argv = [sys.executable, "-m", "harness.load_cli", "--profile", PROFILE, "--devices", "60", "--rate", "2",
+            "--duration", "120", "--connect-rate", "50", "--report-dir", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            if "telemetry for" in line or time.monotonic() > deadline:
+                break
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0, out[-2000:]
+    for noise in ("Task was destroyed", "Event loop is closed"):
+        assert noise not in err, err[-3000:]
+    data = results(tmp_path)
+    assert data["partial"] is True, "an interrupted run leaves a partial report"
