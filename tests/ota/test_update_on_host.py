@@ -290,3 +290,22 @@ def test_jobs_service_validates_and_counts(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="already SUCCEEDED"):
         jobs.report(job.id, "a", "FAILED")
     assert json.loads(json.dumps(job.document))["softwareToUpdate"] == "core"
+
+
+def test_core_started_with_a_cutpoint_freezes_there_during_an_update(
+    make_nucleus: MakeNucleus, tmp_path: Path
+) -> None:
+    """The power-loss protocol end to end: env through ``start``, the loader, the nucleus, the marker."""
+    driver: NucleusDriver = make_nucleus(start=False)
+    marker = tmp_path / "cut"
+    driver.start(
+        timeout=30, env={cutpoints.ENV_POINT: "launch.new_linked", cutpoints.ENV_MARKER: str(marker)}
+    )
+    driver.deploy(**_package(tmp_path, "2.1.0"))
+    deadline = time.monotonic() + TIMEOUT
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.read_text() == "launch.new_linked@1\n"
+    alts = LaunchDirs(driver.cli.root)
+    assert alts.has("new") and alts.target("current") == "init"  # frozen before the exit for the switch
+    assert driver.is_running()
