@@ -57,6 +57,10 @@ class Userland(_Strict):
     #: Post-build edits that make a deliberately broken userland (seeded defects), as argv lists run
     #: inside the finished root file system with /bin/sh.
     customize: list[str] = Field(default_factory=list, description="shell lines run in the new root")
+    #: Configuration that must exist before packages install (mmdebstrap --setup-hook, the new root as
+    #: "$1"): e.g. the initramfs module list of a qemu-system board, so the kernel package's postinst
+    #: builds a small initrd once instead of a MODULES=most one that takes half an hour under emulation.
+    setup: list[str] = Field(default_factory=list, description="shell lines run before packages install")
 
     @field_validator("packages")
     @classmethod

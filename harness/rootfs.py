@@ -42,6 +42,7 @@ class RootfsSpec:
     mirror: str = "http://deb.debian.org/debian"
     packages: tuple[str, ...] = ()
     customize: tuple[str, ...] = field(default=())
+    setup: tuple[str, ...] = field(default=())
 
     @classmethod
     def from_userland(cls, u: Userland) -> RootfsSpec:
@@ -52,11 +53,15 @@ class RootfsSpec:
             mirror=u.mirror,
             packages=tuple(sorted(set(u.packages))),
             customize=tuple(u.customize),
+            setup=tuple(u.setup),
         )
 
     @property
     def key(self) -> str:
-        doc = json.dumps({"format": FORMAT, **asdict(self)}, sort_keys=True)
+        fields = asdict(self)
+        if not fields["setup"]:
+            del fields["setup"]  # keys of trees without setup hooks stay what they were
+        doc = json.dumps({"format": FORMAT, **fields}, sort_keys=True)
         return f"{self.suite}-{self.architecture}-{hashlib.sha256(doc.encode()).hexdigest()[:16]}"
 
     @property
@@ -162,6 +167,7 @@ def _mmdebstrap(spec: RootfsSpec, dest: Path, log: Path) -> None:
     ]
     if spec.packages:
         argv.append("--include=" + ",".join(spec.packages))
+    argv += [f"--setup-hook={hook}" for hook in spec.setup]
     argv += [spec.suite, str(dest), spec.mirror]
     _run_logged(argv, log, f"mmdebstrap {spec.suite}/{spec.architecture}")
 
