@@ -34,7 +34,7 @@ from harness.core.nucleus.device.settings import AgentSettings
 from harness.core.nucleus.driver import NucleusDriver
 from harness.errors import InputError, TargetError
 from harness.paths import FIXTURES_DIR
-from harness.powerloss.cachefs import CUT_OPS, WriteCut
+from harness.powerloss.cuts import CUT_OPS, WriteCut
 from harness.powerloss.layer import PowerLossLayer
 from harness.targets.qemu_user import QemuUserTarget
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import mfusepy
 
-from harness.powerloss.cachefs import CacheFS, WriteCut
+from harness.powerloss.cachefs import CacheFS
+from harness.powerloss.cuts import WriteCut
 from harness.powerloss.durability import DurabilityModel
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}

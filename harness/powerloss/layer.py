@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from harness.errors import InfraError, TargetError
-from harness.powerloss.cachefs import WriteCut
+from harness.powerloss.cuts import WriteCut
 from harness.targets.qemu_user import QemuUserTarget
 
 MOUNT_TIMEOUT_S = 120.0

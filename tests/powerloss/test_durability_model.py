@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.powerloss.cachefs import WriteCut
+from harness.powerloss.cuts import WriteCut
 from harness.powerloss.durability import DurabilityModel
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.core.nucleus.cli_adapter import ReferenceNucleusAdapter
-from harness.powerloss.cachefs import WriteCut
+from harness.powerloss.cuts import WriteCut
 from harness.powerloss.layer import PowerLossLayer
 from harness.profiles import find_profile
 from harness.targets.qemu_user import QemuUserTarget
