@@ -135,6 +135,13 @@ class DockerConnector:
         finally:
             self._disconnect()
 
+    def clear(self) -> None:
+        """Harness-side reset between scenarios: remove the project's containers and networks directly
+        (podman, no compose: what the scenarios judge is the connector's own ``down``, not this)."""
+        self._disconnect()
+        self._remove_project()
+        self.forget()
+
     def forget(self) -> None:
         """Drop the last deployment (a fresh core for the next scenario)."""
         self.current, self._current_raw, self._compose_on_host = None, None, None
@@ -166,35 +173,31 @@ class DockerConnector:
     def _check_user(self, p: ConnectorParameters) -> None:
         """The Docker user exists on the core, is in group docker and can write the destination directory."""
         spec = p.user_id or DEFAULT_USER
-        res = self.target.run(["id", "-u", spec], timeout=TARGET_CMD_TIMEOUT_S)
-        if not res.ok:
+        # one command on the target (each costs an emulated process start on qemu-user boards)
+        script = (
+            'uid=$(id -u "$1") || exit 3; echo "uid=$uid"; echo "gid=$(id -g "$uid")"; '
+            'echo "groups=$(id -Gn "$uid" | tr " " ,)"; '
+            'setpriv --reuid="$uid" --regid="$(id -g "$uid")" --clear-groups test -d "$2" -a -w "$2" '
+            "&& echo writable=yes || echo writable=no"
+        )
+        res = self.target.run(["sh", "-c", script, "sh", spec, p.destination], timeout=TARGET_CMD_TIMEOUT_S)
+        if res.exit_status == 3:
             what = f"DockerUserId {p.user_id}" if p.user_id else f"the default user {DEFAULT_USER}"
             raise DeploymentFailed("InvalidParameter", f"{what}: no such user on the core")
-        uid = res.stdout.strip()
-        groups = self.target.run(["id", "-Gn", uid], timeout=TARGET_CMD_TIMEOUT_S)
-        if DOCKER_GROUP not in groups.stdout.split():
+        facts = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+        if not res.ok or not {"uid", "gid", "groups", "writable"} <= set(facts):
+            raise DeploymentFailed(
+                "InternalError", f"cannot check the Docker user on the core:\n{res.evidence()}"
+            )
+        uid, gid = facts["uid"], facts["gid"]
+        if DOCKER_GROUP not in facts["groups"].split(","):
             raise DeploymentFailed(
                 "InternalError",
                 f"user {uid} is not in the '{DOCKER_GROUP}' group on the core, so it cannot use "
                 "the Docker daemon",
             )
-        gid = self.target.run(["id", "-g", uid], timeout=TARGET_CMD_TIMEOUT_S).stdout.strip()
-        probe = self.target.run(
-            [
-                "setpriv",
-                f"--reuid={uid}",
-                f"--regid={gid}",
-                "--clear-groups",
-                "test",
-                "-d",
-                p.destination,
-                "-a",
-                "-w",
-                p.destination,
-            ],
-            timeout=TARGET_CMD_TIMEOUT_S,
-        )
-        if not probe.ok:
+        probe_ok = facts["writable"] == "yes"
+        if not probe_ok:
             raise DeploymentFailed(
                 "InvalidParameter",
                 f"DockerComposeFileDestinationPath {p.destination} is not an existing directory writable by "
@@ -289,13 +292,18 @@ class DockerConnector:
             res = self._compose("down", timeout=DOWN_TIMEOUT_S)
             self._log(f"{why}: docker-compose down (exit {res.exit_status})")
         if force:  # whatever is left of the project (containers of an earlier compose file too)
-            for name in self.engine.containers(self.project + "_"):
-                self.engine.podman("rm", "-f", "-t", "0", name, timeout=120)
-        # docker-compose down removes the project's networks; podman-compose 1.0.3 leaves them: same result
+            self._remove_project()
+        else:  # docker-compose down removes the project's networks; podman-compose 1.0.3 leaves them
+            self._remove_project(containers=False)
+
+    def _remove_project(self, *, containers: bool = True) -> None:
+        names = list(self.engine.containers(self.project + "_")) if containers else []
+        if names:
+            self.engine.podman("rm", "-f", "-t", "0", *names, timeout=120)
         nets = self.engine.podman("network", "ls", "--format", "{{.Name}}", timeout=60)
-        for net in nets.stdout.split():
-            if net.startswith(self.project + "_"):
-                self.engine.podman("network", "rm", "-f", net, timeout=60)
+        left = [n for n in nets.stdout.split() if n.startswith(self.project + "_")]
+        if left:
+            self.engine.podman("network", "rm", "-f", *left, timeout=60)
 
     def _compose(self, *args: str, timeout: float) -> EngineResult:
         assert self._compose_on_host is not None

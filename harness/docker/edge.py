@@ -192,8 +192,7 @@ class DockerEdge:
         self.store.start()
         if not self.core.status().running:
             self.core.start()
-        self.conn.close()
-        self.conn.forget()
+        self.conn.clear()
         self.conn.start()
 
     def log_text(self) -> str:
