@@ -466,7 +466,7 @@ def qemu_processes(base: Path | None = None) -> list[tuple[int, str]]:
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if cmd.startswith("qemu-system") and root in cmd:
+        if os.path.basename(cmd.split(" ", 1)[0]).startswith("qemu-system") and root in cmd:
             out.append((int(proc.name), cmd))
     return out
 

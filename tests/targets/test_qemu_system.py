@@ -10,6 +10,8 @@ directory is left behind.
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from harness.checks import CheckResult, run_checks
 from harness.errors import InputError
 from harness.paths import FIXTURES_DIR, state_dir
 from harness.profiles import DeviceProfile, find_profile, load_profile_file
-from harness.targets.qemu_system import FAULT_MODEL, QemuSystemTarget, kvm_usable
+from harness.targets.qemu_system import FAULT_MODEL, QemuSystemTarget, gc_stale_vms, kvm_usable, vm_root
 from harness.targets.qemu_system_cut import cut_during_writes
 from harness.targets.qemu_system_image import VmImage
 from harness.targets.qemu_system_leaks import find_leaks
@@ -171,3 +173,47 @@ def test_seeded_defects_fail_their_rows_for_real(vm_factory: list[QemuSystemTarg
     assert not outcome.passed
     assert "/greengrass/harness-cut-marker" in outcome.message and "is gone" in outcome.message
     assert outcome.fsck is not None  # the disk itself was still checked and recorded
+
+
+def test_fsck_records_a_clean_raw_disk(tmp_path: Path) -> None:
+    profile = find_profile("qemu-system-x86_64")
+    target = QemuSystemTarget(profile)
+    try:
+        with target.disk.open("wb") as fh:
+            fh.truncate(64 * 1024 * 1024)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(target.disk)], check=True, timeout=60)
+        result = target.fsck()
+        assert result.check_exit == 0 and result.repair_exit == 0 and result.clean
+        assert "Pass 5" in result.check_output and result.fault_model == FAULT_MODEL
+        assert "clean" in result.summary()
+        assert (target.workdir / "fsck.jsonl").read_text().count("\n") == 1
+    finally:
+        target.close()
+
+
+def test_vm_of_a_dead_harness_is_reaped_and_reported(tmp_path: Path) -> None:
+    """A QEMU whose harness died is found by the leak probe and killed by the next harness."""
+    root = vm_root()
+    wd = root / "orphan-vm"
+    wd.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (wd / "owner.pid").write_text(str(dead.pid))
+    qemu = subprocess.Popen(["qemu-system-x86_64", "-machine", "none", "-display", "none", "-monitor", "none",
+                             "-serial", "none", "-name", "orphan", "-pidfile", str(wd / "qemu.pid")],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (wd / "qemu.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        leaks = find_leaks(state_dir())
+        assert any(f"qemu-system process {qemu.pid}" in line for line in leaks), leaks
+        assert any("orphan-vm" in line for line in leaks)
+        assert str(wd) in gc_stale_vms()
+        assert qemu.wait(timeout=30) == -9
+        assert not wd.exists()
+        assert not [line for line in find_leaks(state_dir()) if "orphan" in line or str(qemu.pid) in line]
+    finally:
+        if qemu.poll() is None:
+            qemu.kill()
+            qemu.wait(timeout=30)
