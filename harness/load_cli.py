@@ -107,6 +107,13 @@ def add_subparsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     g.add_argument("--max-latency-p99", type=float, default=None, metavar="MS")
     g.add_argument("--max-connect-p99", type=float, default=None, metavar="MS")
     g.add_argument("--max-reconnect-p99", type=float, default=None, metavar="S")
+    g.add_argument(
+        "--max-memory-drift",
+        type=float,
+        default=None,
+        metavar="MB_PER_H",
+        help="L4 soak: the core's memory may grow at most this fast over the run's second half",
+    )
     p.set_defaults(func=cmd_load)
 
 
@@ -166,6 +173,7 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         faults=tuple(sorted(check_faults(args.core_fault))),
         calibration=calibration,
         revoked=args.revoked,
+        max_memory_drift_mb_h=args.max_memory_drift,
         thresholds=Thresholds(
             max_loss_pct=args.max_loss,
             max_duplicates=args.max_duplicates,

@@ -21,7 +21,8 @@ from harness.errors import EXIT_INFRA, HarnessError, InputError
 from harness.fleet.checks import CheckOutcome, Thresholds, describe
 from harness.fleet.engine import EngineReport, FleetEngine
 from harness.fleet.ledger import CSV_FIELDS, Ledger, LedgerSummary
-from harness.fleet.plan import FleetConfig, make_plan
+from harness.fleet.memory import MemorySampler
+from harness.fleet.plan import FleetConfig, FleetPlan, make_plan
 from harness.fleet.sinks import JsonlSink
 from harness.fleet.stand import LoadStand
 from harness.profiles import DeviceProfile
@@ -48,6 +49,8 @@ class LoadOptions:
     calibration: Calibration | None = None
     #: Devices whose certificates are revoked before the run (seeded defect: they must fail).
     revoked: int = 0
+    #: L4 soak: largest growth of the core's memory allowed, MB per hour (None: no check).
+    max_memory_drift_mb_h: float | None = None
 
 
 @dataclass
@@ -88,37 +91,9 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
                 if not cfg.discover:
                     say("load: without discovery only the core itself can refuse the revoked devices")
             ledger = Ledger(d.thing for d in plan.devices)
-            if opts.engine == "asyncio":
-                jsonl = JsonlSink(opts.report_dir / MEASUREMENTS)
-                try:
-                    storm = stand.storm(cfg.storm) if cfg.storm else None
-                    report = FleetEngine(plan, [ledger, jsonl], storm=storm, progress=say).run_sync()
-                finally:
-                    jsonl.close()
-                generator = {
-                    "cpu_s": report.cpu_s,
-                    "rss_mb": report.rss_mb,
-                    "engine": "asyncio",
-                    "processes": 1,
-                }
-                timing = _timing(report)
-            else:
-                from harness.fleet.locust_run import run_locust
-
-                out = run_locust(plan, opts.report_dir / "locust", workers=opts.locust_workers, progress=say)
-                with (opts.report_dir / MEASUREMENTS).open("wb") as dst:
-                    for path in out.records:
-                        with path.open("rb") as src:
-                            shutil.copyfileobj(src, dst)
-                for m in out.measurements():
-                    ledger.add(m)
-                generator = {
-                    "cpu_s": round(out.generator_cpu_s, 3),
-                    "rss_mb": round(out.generator_rss_mb, 1),
-                    "engine": "locust",
-                    "processes": max(1, opts.locust_workers),
-                }
-                timing = {"wall_s": out.wall_s, "locust_csv": out.csv_stats()}
+            memory = MemorySampler(stand.core_rss_mb, memory_interval_s(cfg))
+            with memory:
+                generator, timing = _run_fleet(opts, stand, plan, ledger, say)
         summary = ledger.summary()
         model = _model_block(opts, ledger, summary, say)
         block = {
@@ -134,9 +109,12 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
             **({"revoked": opts.revoked} if opts.revoked else {}),
             **timing,
             **model,
+            "memory": memory.block(),
         }
         write_devices_csv(opts.report_dir / DEVICES_CSV, summary)
         checks = opts.thresholds.evaluate(summary, cfg.qos)
+        if opts.max_memory_drift_mb_h is not None:
+            checks.append(memory_check(block["memory"], opts.max_memory_drift_mb_h))
         run.load = block
         run.add(
             TestRecord(
@@ -188,6 +166,68 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
         run.finish(partial=True, reason=str(exc).splitlines()[0][:300])
         run.write(opts.report_dir)
         return LoadOutcome(EXIT_INFRA, summary, checks, opts.report_dir, block, error=str(exc))
+
+
+def _run_fleet(
+    opts: LoadOptions, stand: LoadStand, plan: FleetPlan, ledger: Ledger, say: Callable[[str], None]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the fleet on the chosen engine; records go to the ledger and ``measurements.jsonl``. Returns
+    what the generator cost and the run's timing."""
+    cfg = plan.config
+    if opts.engine == "asyncio":
+        jsonl = JsonlSink(opts.report_dir / MEASUREMENTS)
+        try:
+            storm = stand.storm(cfg.storm) if cfg.storm else None
+            report = FleetEngine(plan, [ledger, jsonl], storm=storm, progress=say).run_sync()
+        finally:
+            jsonl.close()
+        generator = {"cpu_s": report.cpu_s, "rss_mb": report.rss_mb, "engine": "asyncio", "processes": 1}
+        return generator, _timing(report)
+    from harness.fleet.locust_run import run_locust
+
+    out = run_locust(plan, opts.report_dir / "locust", workers=opts.locust_workers, progress=say)
+    with (opts.report_dir / MEASUREMENTS).open("wb") as dst:
+        for path in out.records:
+            with path.open("rb") as src:
+                shutil.copyfileobj(src, dst)
+    for m in out.measurements():
+        ledger.add(m)
+    generator = {
+        "cpu_s": round(out.generator_cpu_s, 3),
+        "rss_mb": round(out.generator_rss_mb, 1),
+        "engine": "locust",
+        "processes": max(1, opts.locust_workers),
+    }
+    return generator, {"wall_s": out.wall_s, "locust_csv": out.csv_stats()}
+
+
+def memory_interval_s(cfg: FleetConfig) -> float:
+    """About 200 memory samples over the expected run, one per second at most and a minute at least."""
+    expected = cfg.ramp_s + cfg.duration_s + (cfg.reconnect_timeout_s if cfg.storm else 0.0)
+    return max(1.0, min(60.0, expected / 200.0))
+
+
+def memory_check(memory: dict[str, Any], limit_mb_h: float) -> CheckOutcome:
+    """L4 soak: the core's memory must not grow faster than ``limit_mb_h`` over the run's second half."""
+    drift = memory.get("core_drift_mb_per_h")
+    requirement = f"the core's memory grows by at most {limit_mb_h:g} MB/h (L4 soak)"
+    if drift is None:
+        return CheckOutcome(
+            "load.max_memory_drift",
+            False,
+            f"too few memory samples of the core ({len(memory.get('t_s', []))}, one every "
+            f"{memory.get('interval_s')} s) to measure a drift: a soak needs at least 20 minutes, "
+            "run longer",
+            requirement,
+        )
+    ok = drift <= limit_mb_h
+    return CheckOutcome(
+        "load.max_memory_drift",
+        ok,
+        f"core memory drift {drift:+g} MB/h over the run's second half (limit {limit_mb_h:g} MB/h); "
+        f"generator {memory.get('generator_drift_mb_per_h')} MB/h",
+        requirement,
+    )
 
 
 def _model_block(

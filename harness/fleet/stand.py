@@ -136,6 +136,19 @@ class LoadStand:
         ep = self.core.endpoints()[0]
         return BrokerEndpoint(ep.host, ep.port, self.cloud.core_ca(self.core_name).pem)
 
+    def core_rss_mb(self) -> float | None:
+        """The core broker's resident memory now, in MB (None while it is not running)."""
+        from harness.fleet.memory import rss_mb_from_status
+
+        core, target = self.core, self.target
+        if core is None or target is None:
+            return None
+        pid = (target.read_text(core.pidfile) or "").strip()
+        if not pid.isdigit():
+            return None
+        res = target.run(["cat", f"/proc/{pid}/status"], timeout=30)
+        return rss_mb_from_status(res.stdout) if res.ok else None
+
     def revoke(self, count: int) -> list[str]:
         """Seeded defect: revoke the certificates of ``count`` devices spread evenly over the fleet (the
         discovery endpoint then closes their connections unanswered, so they can never find the core)."""

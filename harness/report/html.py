@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from harness.records import TestRecord
 from harness.report.html_assets import CSS, JS
-from harness.report.load_plots import latency_histogram_chart, series_charts
+from harness.report.load_plots import latency_histogram_chart, memory_charts, series_charts
 from harness.report.status import BAD_OUTCOMES, counts_toward_verdict, summarize, verdict_failures
 from harness.report.svg import bar_chart
 from harness.report.text import display_text
@@ -233,6 +233,9 @@ def _load(load: dict[str, Any]) -> str:
             charts.extend(series_charts(value))
         elif key == "latency_histogram" and isinstance(value, list):
             charts.append(latency_histogram_chart(value))
+        elif key == "memory" and isinstance(value, dict):
+            charts.extend(memory_charts(value))
+            rows.extend((f"memory.{k}", v) for k, v in value.items() if not isinstance(v, list))
         elif isinstance(value, dict) and value and all(_PERCENTILE_KEY.match(str(k)) for k in value):
             bars = [(str(k), _number(v)) for k, v in value.items()]
             unit = "ms" if key.endswith("_ms") else ""

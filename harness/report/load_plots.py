@@ -51,6 +51,23 @@ def series_charts(series: dict[str, Any]) -> list[str]:
     return charts
 
 
+def memory_charts(memory: dict[str, Any]) -> list[str]:
+    """Resident memory of the core and of the generator over the run (L4 soak); gaps (a restarting core)
+    are left out of the line."""
+    t = _floats(memory.get("t_s"))
+    lines: list[Line] = []
+    for label, key in (("core", "core_rss_mb"), ("generator", "generator_rss_mb")):
+        raw = memory.get(key)
+        if not isinstance(raw, list) or len(raw) != t.size:
+            continue
+        keep = [i for i, v in enumerate(raw) if isinstance(v, int | float) and math.isfinite(v)]
+        if keep:
+            lines.append(Line(label, t[keep], np.asarray([float(raw[i]) for i in keep])))
+    if not lines:
+        return []
+    return ["<h3>memory over time</h3>" + line_chart("resident memory over time", lines, "seconds", "MB")]
+
+
 def latency_histogram_chart(histogram: list[Any]) -> str:
     """Bars of deliveries per latency bin, labelled by the bin's upper bound."""
     bars: list[tuple[str, float | None]] = []

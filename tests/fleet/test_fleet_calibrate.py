@@ -139,3 +139,28 @@ def test_calibrated_outage_is_the_default_and_overrides_win() -> None:
     assert calibrated_config(cal, 100, "full", outage_s=3.0).outage_s == 3.0
     with pytest.raises(ValueError, match="allowed: none, fixed"):
         fleet_policy("sometimes", 1.0, 2.0)
+
+
+def test_memory_drift_is_the_slope_of_the_second_half() -> None:
+    from harness.fleet.memory import drift_mb_per_h, rss_mb_from_status
+
+    t = [60.0 * i for i in range(40)]  # a sample a minute for 40 minutes
+    growing = [100.0 + (50.0 if i < 20 else 0.0) + i * 0.6 for i in range(40)]  # warm-up, then 0.6 MB/min
+    assert drift_mb_per_h(t, growing) == pytest.approx(36.0, rel=1e-6)
+    assert drift_mb_per_h(t[:6], growing[:6]) is None  # too few samples
+    assert drift_mb_per_h([i / 10 for i in range(100)], [float(i) for i in range(100)]) is None  # 10 s
+    gaps: list[float | None] = [None if i % 3 == 0 else 80.0 for i in range(40)]
+    assert drift_mb_per_h(t, gaps) == pytest.approx(0.0)
+    assert rss_mb_from_status("Name:\tmosquitto\nVmRSS:\t   2048 kB\n") == 2.0
+    assert rss_mb_from_status("Name:\tzombie\n") is None
+
+
+def test_memory_check_fails_on_drift_and_on_too_few_samples() -> None:
+    from harness.fleet.load import memory_check
+
+    block = {"t_s": [0.0, 1.0], "interval_s": 1.0, "core_drift_mb_per_h": 12.5, "generator_drift_mb_per_h": 1}
+    bad = memory_check(block, 10.0)
+    assert not bad.ok and "+12.5 MB/h" in bad.message and bad.id == "load.max_memory_drift"
+    assert memory_check(block, 20.0).ok
+    short = memory_check({**block, "core_drift_mb_per_h": None}, 10.0)
+    assert not short.ok and "run longer" in short.message

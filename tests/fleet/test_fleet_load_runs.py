@@ -30,20 +30,25 @@ def results(report: Path) -> dict[str, object]:
 def test_revoked_devices_show_up_as_failed_and_fail_the_check(tmp_path: Path) -> None:
     res = harness_load(
         "--devices", "12", "--revoked", "3", "--rate", "2", "--duration", "3", "--connect-rate", "50",
-        "--min-connected", "100", "--report-dir", str(tmp_path),
+        "--min-connected", "100", "--max-memory-drift", "50", "--report-dir", str(tmp_path),
     )  # fmt: skip
     out = res.stdout + res.stderr
     assert res.returncode == 1, out[-3000:]
     assert "FAIL load.min_connected: 9 of 12 devices connected" in out, out[-3000:]
     assert "failed discoveries" in out, out[-3000:]
+    # a few seconds cannot show a drift: the soak check says so instead of passing
+    assert "FAIL load.max_memory_drift: too few memory samples" in out, out[-3000:]
     load = results(tmp_path)["load"]
     assert isinstance(load, dict) and load["failed"] == 3 and load["revoked"] == 3, load
     with (tmp_path / "devices.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     failed = [r for r in rows if r["connects"] == "0"]
     assert len(failed) == 3 and all(int(r["discover_failures"]) >= 1 for r in failed), failed
+    memory = load["memory"]
+    core = [m for m in memory["core_rss_mb"] if m is not None]
+    assert len(core) >= 3 and all(m > 0 for m in core), memory
     html = (tmp_path / "index.html").read_text()
-    for title in ("connections over time", "throughput over time", "delivery latency"):
+    for title in ("connections over time", "throughput over time", "delivery latency", "memory over time"):
         assert title in html, f"the load report lacks the plot {title!r}"
 
 

@@ -176,9 +176,17 @@ def test_load_section_plots_series_and_latency_histogram(tmp_path: Path) -> None
         "received_msg_s": [0.0, 395.0, 415.0, 2.0],
     }
     run.load["latency_histogram"] = [[0.5, 3], [1.0, 40], [2.0, 12], [4096.0, 1]]
+    run.load["memory"] = {
+        "interval_s": 1.0,
+        "t_s": [0.0, 1.0, 2.0],
+        "core_rss_mb": [5.0, None, 5.5],
+        "generator_rss_mb": [90.0, 95.0, 96.0],
+        "core_drift_mb_per_h": None,
+    }
     html = render(run, tmp_path)
     load = html[html.index('<section id="load">') :]
-    assert load.count("<svg") == 5  # + connections, throughput, latency histogram
+    assert load.count("<svg") == 6  # + connections, throughput, latency histogram, memory
+    assert "memory.core_drift_mb_per_h" in load and "memory.t_s" not in load
     for title in ("connections over time", "throughput over time", "delivery latency", "&lt;= 4.096 s"):
         assert title in load
     assert "series.t_s" not in load  # plotted, not dumped into the table
