@@ -559,7 +559,7 @@ def run_campaign(
         campaign.cut_once(point)
     for _ in range(write_cuts):
         rel = campaign.rng.choice(WRITE_CUT_FILES)
-        campaign.cut_once(f"write:{rel}@{campaign.rng.randint(1, 3)}")
+        campaign.cut_once(f"write:{rel}@{campaign.rng.randint(1, 2)}")
     for i in range(cuts):
         campaign.cut_once(second=i < second_cuts)
     return CampaignResult(campaign.seed, campaign.model, campaign.work.name, campaign.update_s, campaign.cuts)
