@@ -109,13 +109,11 @@ class DockerEdge:
         self.engine = PodmanEngine(container_env=container_env(profile))
         self.store = ComposeStore()
         self.registry = LocalRegistry(self.engine)
+        self.latest = ""
         self.connector: DockerConnector | None = None
         try:
             self.uid = prepare_target(target)
             self.image = import_app_image(self.engine, profile)
-            self.registry.start()
-            newer = import_app_image(self.engine, profile, ("build2",), build=2)
-            self.latest = self.registry.push(newer, "ggapp:latest")
             self.store.start()
             self.core.install()
             self.core.start()
@@ -170,6 +168,10 @@ class DockerEdge:
 
     def stale_latest(self) -> str:
         """Make the core's local copy of the registry's ``ggapp:latest`` an older build (build 1 vs 2)."""
+        if not self.latest:  # the registry starts on first use: only DK6 needs it
+            self.registry.start()
+            newer = import_app_image(self.engine, self.profile, ("build2",), build=2)
+            self.latest = self.registry.push(newer, "ggapp:latest")
         res = self.engine.podman("tag", f"{APP_REPO}:v1", self.latest, timeout=60)
         if not res.ok:
             raise TargetError(f"tagging the stale local image failed:\n{res.evidence()}")

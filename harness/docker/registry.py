@@ -8,6 +8,7 @@ insecure) because podman's API service reads registry CAs only from the global /
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -58,7 +59,7 @@ class LocalRegistry:
         log.close()
         port = self.address.rsplit(":", 1)[1]
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not self.engine.run(["python3", "-c", PROBE, port], timeout=10).ok:
+        while not self.engine.run([sys.executable, "-c", PROBE, port], timeout=10).ok:
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 tail = (self.dir / "registry.log").read_text(errors="replace")[-800:]
                 self.stop()

@@ -41,7 +41,8 @@ def test_image_holds_only_the_application_from_the_board_tree(tmp_path: Path) ->
     } <= names
 
 
-@pytest.mark.parametrize("board", ["native-x86_64", "qemu-aarch64", "qemu-armv6l"])
+#: aarch64 containers are checked by the docker suite itself (DK1); armv6l is the case QEMU_CPU decides
+@pytest.mark.parametrize("board", ["native-x86_64", "qemu-armv6l"])
 def test_engine_runs_board_images_and_leaves_nothing(board: str) -> None:
     profile = find_profile(board)
     base = state_dir()
