@@ -27,7 +27,12 @@ from harness.targets.qemu_user import QemuUserTarget
 def one(
     profile: str, workload: str, model: str, cuts: int, seed: int | None, faults: tuple[str, ...]
 ) -> tuple[CampaignResult, float]:
-    target = QemuUserTarget(find_profile(profile), instance=f"{profile}-bench-powerloss")
+    prof = find_profile(profile)
+    if prof.transport != "qemu-user":
+        raise InputError(
+            f"{prof.source}: field transport is {prof.transport!r}; power-loss campaigns need 'qemu-user'"
+        )
+    target = QemuUserTarget(prof, instance=f"{profile}-bench-powerloss")
     campaign = Campaign(target, workload=workload, model=model, faults=faults, seed=seed)
     campaign.on_cut = lambda cut: print(f"{profile}: {cut.line()}", flush=True)
     began = time.monotonic()

@@ -38,12 +38,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A negative cut count is a usage error before anything starts."""
+    n = config.getoption("harness_power_cuts", default=3)
+    if n is not None and int(n) < 0:
+        raise pytest.UsageError(f"--power-cuts {n}: allowed values are 0 or more")
+
+
 @pytest.fixture(scope="session")
 def power_cuts(pytestconfig: pytest.Config) -> int:
-    n = int(pytestconfig.getoption("harness_power_cuts", default=3))
-    if n < 0:
-        raise pytest.UsageError(f"--power-cuts {n}: must be 0 or more")
-    return n
+    return int(pytestconfig.getoption("harness_power_cuts", default=3))
 
 
 @pytest.fixture(scope="session")
