@@ -96,7 +96,7 @@ def main() -> int:
         "--connect-rate",
         type=float,
         default=100.0,
-        help="ramp rate before the predicted storms (below the core's accept rate, or the ramp itself storms)",
+        help="ramp rate before the predicted storms (below the accept rate, or the ramp itself storms)",
     )
     ap.add_argument(
         "--calibration-connect-rate",
