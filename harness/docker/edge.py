@@ -107,7 +107,7 @@ class DockerEdge:
             target, profile.model_copy(update={"install_root": INSTALL_ROOT}), cloud, self.name
         )
         self.engine = PodmanEngine(container_env=container_env(profile))
-        self.store = ComposeStore()
+        self.store = ComposeStore(self.engine.root)
         self.registry = LocalRegistry(self.engine)
         self.latest = ""
         self.connector: DockerConnector | None = None

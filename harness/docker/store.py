@@ -30,10 +30,11 @@ class FetchError(Exception):
 class ComposeStore:
     """Versioned objects served over HTTPS on loopback; ``stop``/``start`` toggle reachability."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: Path | None = None) -> None:
+        """``base``: where the server key lives (the engine directory: collected after a killed harness)."""
         self._objects: dict[tuple[str, str], list[bytes]] = {}
         self._lock = threading.Lock()
-        self._dir = Path(tempfile.mkdtemp(prefix="gg-compose-store-"))
+        self._dir = Path(tempfile.mkdtemp(prefix="gg-compose-store-", dir=base))
         self.ca = CertificateAuthority.create("gg-harness compose store CA")
         key, cert = self.ca.issue_key_and_cert(
             CertInfo(common_name="compose store").subject(),
