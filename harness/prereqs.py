@@ -40,8 +40,11 @@ APT_PACKAGES: dict[str, str] = {
     "qemu-system-arm": "full-system emulated ARM boards (virt, raspi0)",
     "qemu-system-x86": "full-system x86_64 boards (KVM when /dev/kvm exists)",
     "qemu-utils": "qemu-img for the full-system boards' disk images",
-    "podman": "the container engine on targets that claim docker",
+    "podman": "the Docker connector's engine (private store and network namespace per session)",
     "runc": "podman's OCI runtime (crun fails on hybrid cgroups)",
+    "docker-compose": "the compose tool the Docker connector runs (seed 003), against podman's Docker API",
+    "docker-registry": "a local registry inside the engine's network namespace (DockerPullBeforeUp, DK6)",
+    "podman-compose": "compared with docker-compose by python -m harness.docker.bench_compose (optional)",
 }
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 BINFMT_HANDLERS = ("qemu-arm", "qemu-aarch64")
