@@ -44,6 +44,48 @@ def one(
     return result, time.monotonic() - began
 
 
+IO_LOOP = r"""
+import os, sys, time
+d, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(d, exist_ok=True)
+t = time.monotonic()
+for i in range(n):
+    p = os.path.join(d, "f%d" % (i % 50))
+    fd = os.open(p + "+", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, b"x" * 1024)
+    os.fsync(fd)
+    os.close(fd)
+    os.replace(p + "+", p)
+    dfd = os.open(d, os.O_RDONLY)
+    os.fsync(dfd)
+    os.close(dfd)
+print(time.monotonic() - t)
+"""
+
+
+def io_bench(profile: str, n: int) -> str:
+    """The layer's cost on the core's durable-write pattern (X+, fsync, rename, fsync dir), n times, against
+    the same loop on the target's own disk in the same run (the peer)."""
+    from harness.powerloss.layer import PowerLossLayer
+
+    prof = find_profile(profile)
+    target = QemuUserTarget(prof, instance=f"{profile}-bench-powerloss-io")
+    try:
+        target.power_on()
+        direct = float(target.run(["python3", "-c", IO_LOOP, "/var/tmp/direct", str(n)], timeout=600).stdout)
+        layer = PowerLossLayer(target, "/greengrass", commit_s=1.0)
+        layer.mount()
+        through = float(target.run(["python3", "-c", IO_LOOP, "/greengrass/io", str(n)], timeout=600).stdout)
+        target.power_cut()
+        layer.reap()
+    finally:
+        target.close()
+    return (
+        f"{profile}: {n} x (write 1 KiB, fsync, rename, fsync dir): direct {direct / n * 1000:.2f} ms each, "
+        f"through the power-loss layer {through / n * 1000:.2f} ms each (x{through / direct:.1f})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="power-loss update-and-cut campaign")
     ap.add_argument("--profile", action="append", default=[])
@@ -54,8 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--fault", action="append", default=[], help="nucleus fault: " + ", ".join(FAULTS))
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--io", type=int, default=0, help="only measure the layer's cost: N durable writes")
     args = ap.parse_args(argv)
     try:
+        if args.io:
+            for profile in args.profile or ["native-x86_64"]:
+                print(io_bench(profile, args.io), flush=True)
+            return 0
         bad = sorted(set(args.fault) - set(FAULTS))
         if bad:
             raise InputError(f"--fault {', '.join(bad)}: allowed values {', '.join(FAULTS)}")
