@@ -9,6 +9,7 @@ rows then report ``error`` (they could not run), never a pass.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_board(
     if isinstance(got, UserlandMismatch) and check.applies(profile):
         result = check.skipped(profile, str(check.applies(profile)))
     elif isinstance(got, UserlandMismatch):
-        status = "failed" if check_id == "arch" else "error"
+        status: Literal["failed", "error"] = "failed" if check_id == "arch" else "error"
         msg = str(got) if check_id == "arch" else f"the target cannot run commands: {got}"
         result = CheckResult(
             check_id,
