@@ -1,8 +1,8 @@
 """Leak probe for qemu-system targets: QEMU processes and VM directories left under the state directory.
 
 ``harness.leaks.find_leaks`` calls this after every test session. The transport uses QEMU user-mode
-networking, so it creates no tap device and no network namespace; a tap named ``gg*`` would still be
-reported here, so a future tap-based variant cannot leak silently.
+networking, so it creates no tap device and no network namespace; a tap named ``ggvm*`` (the prefix reserved
+for VM taps) would still be reported here, so a future tap-based variant cannot leak silently.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.targets.qemu_system import qemu_processes
 
-TAP_PREFIX = "gg"
+TAP_PREFIX = "ggvm"
 
 
 def _taps() -> list[str]:
