@@ -84,6 +84,14 @@ def add_subparsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     )
     p.add_argument("--seed", type=int, default=1, help="seed of roles, phases and backoff jitter")
     p.add_argument(
+        "--impair",
+        default=None,
+        metavar="SPEC",
+        help="put the core behind a harness network namespace and impair the fleet link for the run: "
+        "delay=100ms,jitter=10ms,loss=2%%,duplicate=1%%,reorder=5%%,rate=1mbit (each direction; qemu-user "
+        "profiles); the report records what was applied and when, and the core's TCP retransmissions",
+    )
+    p.add_argument(
         "--revoked",
         type=int,
         default=0,
@@ -162,6 +170,11 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         if args.storm is None:
             raise InputError("--calibration needs --storm restart|rotate (it predicts the storm)")
         calibration = load_calibration(args.calibration)
+    impair = None
+    if args.impair is not None:
+        from harness.net.impair import Impairment
+
+        impair = Impairment.parse(args.impair, source="--impair")
     if args.locust_workers < 0 or args.locust_workers > 64:
         raise InputError(f"--locust-workers must be 0..64, got {args.locust_workers}")
     return LoadOptions(
@@ -174,6 +187,7 @@ def options_from_args(args: argparse.Namespace) -> LoadOptions:
         calibration=calibration,
         revoked=args.revoked,
         max_memory_drift_mb_h=args.max_memory_drift,
+        impair=impair,
         thresholds=Thresholds(
             max_loss_pct=args.max_loss,
             max_duplicates=args.max_duplicates,

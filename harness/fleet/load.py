@@ -10,12 +10,13 @@ writes a partial report and exits 3.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import EXIT_INFRA, HarnessError, InputError
 from harness.fleet.checks import CheckOutcome, Thresholds, describe
@@ -28,6 +29,9 @@ from harness.fleet.stand import LoadStand
 from harness.profiles import DeviceProfile
 from harness.records import TestRecord
 from harness.sim.calibration import Calibration, save_calibration
+
+if TYPE_CHECKING:
+    from harness.net.impair import Impairment
 
 MEASUREMENTS = "measurements.jsonl"
 DEVICES_CSV = "devices.csv"
@@ -51,6 +55,8 @@ class LoadOptions:
     revoked: int = 0
     #: L4 soak: largest growth of the core's memory allowed, MB per hour (None: no check).
     max_memory_drift_mb_h: float | None = None
+    #: Impair the fleet <-> core link for the whole run (issue #12); None: the core on loopback.
+    impair: Impairment | None = None
 
 
 @dataclass
@@ -83,7 +89,11 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
     checks: list[CheckOutcome] = []
     started = time.monotonic()
     try:
-        with LoadStand(opts.profile, cfg.devices, faults=opts.faults, progress=say) as stand:
+        with LoadStand(
+            opts.profile, cfg.devices, faults=opts.faults, progress=say, impair=opts.impair
+        ) as stand:
+            control = stand.network.control if stand.network is not None else None
+            tcp_before = control.tcp_counters() if control is not None else {}
             plan = make_plan(cfg, stand.identities, discovery=stand.discovery, broker=stand.broker)
             if opts.revoked:
                 revoked = stand.revoke(opts.revoked)
@@ -94,6 +104,7 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
             memory = MemorySampler(stand.core_rss_mb, memory_interval_s(cfg))
             with memory:
                 generator, timing = _run_fleet(opts, stand, plan, ledger, say)
+            network = _network_block(stand, tcp_before, opts.report_dir)
         summary = ledger.summary()
         model = _model_block(opts, ledger, summary, say)
         block = {
@@ -110,6 +121,7 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
             **timing,
             **model,
             "memory": memory.block(),
+            **({"network": network} if network else {}),
         }
         write_devices_csv(opts.report_dir / DEVICES_CSV, summary)
         checks = opts.thresholds.evaluate(summary, cfg.qos)
@@ -166,6 +178,20 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
         run.finish(partial=True, reason=str(exc).splitlines()[0][:300])
         run.write(opts.report_dir)
         return LoadOutcome(EXIT_INFRA, summary, checks, opts.report_dir, block, error=str(exc))
+
+
+def _network_block(stand: LoadStand, tcp_before: dict[str, int], report_dir: Path) -> dict[str, Any]:
+    """What was done to the network during the run and what it cost TCP (empty without ``--impair``); the
+    impairment events also go to ``measurements.jsonl`` beside the fleet's records."""
+    net = stand.network
+    if net is None or net.control is None:
+        return {}
+    control = net.control
+    after = control.tcp_counters()
+    with (report_dir / MEASUREMENTS).open("a", encoding="utf-8") as out:
+        for ev in control.events:
+            out.write(json.dumps(ev.measurement().to_json()) + "\n")
+    return {**control.report(), "tcp_core_ns": {k: v - tcp_before.get(k, 0) for k, v in after.items()}}
 
 
 def _run_fleet(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from harness.cloud.api import Cloud
 from harness.core.reference import ReferenceCore
@@ -22,6 +23,10 @@ from harness.fleet.plan import BrokerEndpoint, DiscoveryEndpoint, Identity
 from harness.paths import FIXTURES_DIR
 from harness.profiles import DeviceProfile
 from harness.targets.base import Target
+
+if TYPE_CHECKING:
+    from harness.net.impair import Impairment
+    from harness.net.stand import NetworkStand
 
 #: The relay scenarios' policy: ``<core>-dev-*`` may publish ``relay/*`` and subscribe ``relay/#``.
 POLICY = FIXTURES_DIR / "policies" / "relay-scenarios.json"
@@ -72,8 +77,11 @@ class LoadStand:
     core_name: str = DEFAULT_CORE
     state_dir: Path | None = None
     progress: Callable[[str], None] = field(default=lambda _m: None)
+    #: Put the core behind a harness network namespace and impair its fleet link (``--impair``, issue #12).
+    impair: Impairment | None = None
 
     def __post_init__(self) -> None:
+        self.network: NetworkStand | None = None
         self.target: Target | None = None
         self.cloud: Cloud | None = None
         self.core: ReferenceCore | None = None
@@ -109,19 +117,40 @@ class LoadStand:
         self.identities = provision_load_devices(self.cloud, self.core_name, self.devices)
         self.cloud.set_client_policy(self.core_name, client_policy(self.core_name), source=str(POLICY))
         self.progress(f"load: powering on {self.profile.name}")
-        self.target = make_target(self.profile)
-        self.target.power_on()
-        self.core = ReferenceCore(self.target, self.profile, self.cloud, self.core_name, faults=self.faults)
-        self.core.install()
-        self.core.start()
+        if self.impair is not None:
+            self._start_networked(self.impair)
+        else:
+            self.target = make_target(self.profile)
+            self.target.power_on()
+            self.core = ReferenceCore(
+                self.target, self.profile, self.cloud, self.core_name, faults=self.faults
+            )
+            self.core.install()
+            self.core.start()
         server = self.cloud.discovery_server(port=0, workers=16, backlog=4096)
         server.start()
         self._discovery = server
+        assert self.core is not None
         ep = self.core.endpoints()[0]
         self.progress(
             f"load: core {self.core_name} up on {ep.host}:{ep.port}"
             + (f" with fault(s) {', '.join(sorted(self.core.faults))}" if self.core.faults else "")
         )
+
+    def _start_networked(self, impair: Impairment) -> None:
+        """The core's target in a namespace of its own behind the fleet link, impaired as asked (the same
+        stand the network scenarios use, so an impaired load and N1-N4 measure one setup)."""
+        from harness.net.stand import NetworkStand
+
+        assert self.cloud is not None
+        self.network = NetworkStand(
+            self.profile, self.cloud, self.core_name, faults=self.faults, progress=self.progress
+        )
+        self.network.start()
+        self.core = self.network.core
+        assert self.network.control is not None
+        self.network.control.impair("fleet", impair)
+        self.progress(f"load: fleet link impaired: {impair}")
 
     @property
     def discovery(self) -> DiscoveryEndpoint:
@@ -140,8 +169,9 @@ class LoadStand:
         """The core broker's resident memory now, in MB (None while it is not running)."""
         from harness.fleet.memory import rss_mb_from_status
 
-        core, target = self.core, self.target
-        if core is None or target is None:
+        core = self.core
+        target = self.target or (self.network.target if self.network is not None else None)
+        if core is None or not isinstance(target, Target):
             return None
         pid = (target.read_text(core.pidfile) or "").strip()
         if not pid.isdigit():
@@ -181,7 +211,9 @@ class LoadStand:
         steps: list[tuple[str, Callable[[], None]]] = []
         if isinstance(self._discovery, DiscoveryServer):
             steps.append(("discovery endpoint", self._discovery.stop))
-        if self.core is not None:
+        if self.network is not None:
+            steps.append(("network stand (core, target, links)", self.network.close))
+        elif self.core is not None:
             steps.append(("core", self.core.close))
         if self.target is not None:
             steps.append(("target", self.target.close))
@@ -192,7 +224,7 @@ class LoadStand:
                 step()
             except (HarnessError, OSError) as exc:
                 errors.append(f"{what}: {exc}")
-        self._discovery = self.core = self.target = self.cloud = None
+        self._discovery = self.core = self.target = self.cloud = self.network = None
         if self._own_state and self.state_dir is not None:
             shutil.rmtree(self.state_dir, ignore_errors=True)
             self.state_dir = None
