@@ -259,9 +259,9 @@ class Nucleus:
 
     def _load_deployments(self) -> None:
         directory = os.path.join(self.root, "deployments")
-        for f in sorted(os.listdir(directory)):
-            if not f.endswith(".json"):
-                continue
+        # a cut between the renames of a metadata update leaves only X~: read it (read_json_durably does)
+        names = {f[:-1] if f.endswith(".json~") else f for f in os.listdir(directory)}
+        for f in sorted(n for n in names if n.endswith(".json")):
             data = read_json_durably(os.path.join(directory, f))
             if isinstance(data, dict) and "id" in data:
                 rec = DeploymentRecord.from_json(data)

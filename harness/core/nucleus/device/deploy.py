@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .lifecycle import ComponentSpec
-from .persist import write_json_durably
+from .persist import fsync_dir, sync_tree, write_json_durably
 from .recipe import (
     Manifest,
     Recipe,
@@ -229,9 +229,11 @@ class Store:
         except zipfile.BadZipFile as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise DeploymentFailed(f"{archive}: not a ZIP archive ({exc})", ["ARTIFACT_ERROR"]) from None
+        sync_tree(tmp)
         if os.path.exists(final):
             shutil.rmtree(final)
         os.replace(tmp, final)
+        fsync_dir(os.path.dirname(final))
 
 
 def _check_digest(path: str, digest: str, algorithm: str, recipe: Recipe, uri: str) -> None:

@@ -32,7 +32,7 @@ from .alts import NEW, OLD, LaunchDirs
 from .cutpoints import cutpoint
 from .deploy import FAILED, SUCCEEDED, DeploymentFailed, DeploymentRecord
 from .lifecycle import BROKEN, READY, RUNNING
-from .persist import read_json_durably, write_json_durably
+from .persist import fsync_dir, read_json_durably, sync_tree, write_json_durably
 from .release import load_release
 from .semver import VersionError, parse_version
 
@@ -202,7 +202,9 @@ class NucleusUpdate:
                 f"{tarball}: is nucleus {release['version']}, not {self.version} (or has no distro/lib)",
                 "ARTIFACT_INVALID",
             )
+        sync_tree(part)  # the files must be on disk before any link can point at them
         os.replace(part, dest)
+        fsync_dir(self.alts.dir)
 
     # -- after the restart --------------------------------------------------------------------------
     def health(self) -> Generator[bool, None, str]:

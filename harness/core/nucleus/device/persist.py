@@ -51,6 +51,18 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def sync_tree(top: str) -> None:
+    """fsync every file and directory under ``top`` (an unpacked archive about to be switched to)."""
+    for dirpath, _dirs, files in os.walk(top):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(dirpath)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
