@@ -5,41 +5,23 @@ Tests assert this is empty after a session; ``gc_stale_targets`` clears what a k
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from harness.paths import state_dir
+from harness.procs import pid_alive, processes
 from harness.targets.cgroup import MemoryCgroup, leftover_groups
 
 OWNER_FILE = "owner.pid"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def harness_processes(base: Path | None = None) -> list[str]:
     """Live target init processes (and their unshare parents) belonging to ``base`` (the state dir)."""
     base = base or state_dir()
-    out = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "nsinit.py" in cmd and str(base) in cmd:
-            out.append(f"pid {proc.name}: {cmd[:160]}")
-    return out
+    found = processes(lambda cmd: "nsinit.py" in cmd and str(base) in cmd)
+    return [f"pid {pid}: {cmd[:160]}" for pid, cmd in found]
 
 
 def loop_devices(base: Path | None = None) -> list[str]:
@@ -113,7 +95,7 @@ def gc_stale_targets() -> list[str]:
             owner = int((wd / OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if _pid_alive(owner):
+        if pid_alive(owner):
             continue
         if wd.name in groups:
             MemoryCgroup.attach(groups[wd.name]).remove()

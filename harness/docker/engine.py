@@ -24,6 +24,7 @@ from pathlib import Path
 
 from harness.errors import InfraError, InputError
 from harness.paths import state_dir
+from harness.procs import pid_alive
 
 #: runc from Debian: crun fails on this machine's hybrid cgroup layout.
 RUNTIME = "runc"
@@ -400,7 +401,7 @@ def gc_stale_engines(base: Path | None = None) -> list[str]:
     for root in d.glob("engine-*"):
         info = read_engine_file(root)
         owner = info.get("owner")
-        if isinstance(owner, int) and _alive(owner):
+        if isinstance(owner, int) and pid_alive(owner):
             continue
         if not info and _age_s(root) < FRESH_S:  # being created right now: engine.json is not written yet
             continue
@@ -416,11 +417,4 @@ def _age_s(path: Path) -> float:
         return 0.0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True

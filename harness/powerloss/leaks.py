@@ -9,19 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.powerloss.layer import DAEMON_MODULE
+from harness.procs import processes
 
 
 def find_leaks(base: Path) -> list[str]:
-    out = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if DAEMON_MODULE in cmd and str(base) in cmd:
-            out.append(f"power-loss daemon pid {proc.name}: {cmd[:160]}")
+    found = processes(lambda cmd: DAEMON_MODULE in cmd and str(base) in cmd)
+    out = [f"power-loss daemon pid {pid}: {cmd[:160]}" for pid, cmd in found]
     try:
         mounts = Path("/proc/self/mounts").read_text().splitlines()
     except OSError:

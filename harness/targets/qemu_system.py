@@ -36,6 +36,7 @@ from pathlib import Path
 
 from harness.errors import InfraError, TargetError
 from harness.paths import cache_dir, state_dir
+from harness.procs import pid_alive, processes
 from harness.profiles import DeviceProfile, PowerConfig, SshConfig
 from harness.rootfs import RootfsSpec
 from harness.targets.base import Facts
@@ -445,29 +446,13 @@ class QemuSystemTarget(SshTarget):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def qemu_processes(base: Path | None = None) -> list[tuple[int, str]]:
     """Live QEMU processes whose command line names a VM directory under ``base``."""
     root = str((base or state_dir()) / "qemu-system")
-    out = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if os.path.basename(cmd.split(" ", 1)[0]).startswith("qemu-system") and root in cmd:
-            out.append((int(proc.name), cmd))
+    out = processes(
+        lambda cmd: os.path.basename(cmd.split(" ", 1)[0]).startswith("qemu-system") and root in cmd
+    )
     return out
 
 
@@ -483,7 +468,7 @@ def gc_stale_vms(base: Path | None = None) -> list[str]:
             owner = int((wd / OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if _pid_alive(owner):
+        if pid_alive(owner):
             continue
         for pid, cmd in procs:
             if str(wd) in cmd:
