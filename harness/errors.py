@@ -6,6 +6,8 @@ complete. Raising one of these instead of a bare exception is what keeps traceba
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -52,3 +54,17 @@ class UserlandMismatch(TargetError):
     Not an infrastructure failure: it is the board's arch requirement failing, and the board suite reports
     it as such.
     """
+
+
+def run_teardown(steps: list[tuple[str, Callable[[], None]]]) -> list[str]:
+    """Run every named teardown step in order, past failures; the failures as "what: why" lines.
+
+    A stand that stops a core, a target and a network must try all of them even when the first fails, or a
+    broken core would leave its target and namespace behind."""
+    errors: list[str] = []
+    for what, step in steps:
+        try:
+            step()
+        except (HarnessError, OSError) as exc:
+            errors.append(f"{what}: {exc}")
+    return errors

@@ -16,19 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.core.nucleus.device.ota_agent import ACCEPTED_PAIRS, LOG_LEVELS, SOFTWARE
 from harness.errors import InputError
 
-ACCEPTED_PAIRS = (
-    ("ubuntu", "x86_64"),
-    ("ubuntu", "aarch64"),
-    ("amazon_linux", "x86_64"),
-    ("raspbian", "armv7l"),
-    ("raspbian", "armv6l"),
-    ("openwrt", "aarch64"),
-    ("openwrt", "armv7l"),
-)
-SOFTWARE = ("core", "ota_agent")
-LOG_LEVELS = ("NONE", "TRACE", "DEBUG", "VERBOSE", "INFO", "WARN", "ERROR", "FATAL")
 STATUSES = ("QUEUED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED", "CANCELED", "REMOVED", "TIMED_OUT")
 TERMINAL = STATUSES[2:]
 COUNTERS = {

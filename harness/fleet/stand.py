@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from harness.cloud.api import Cloud
 from harness.core.reference import ReferenceCore
-from harness.errors import HarnessError, InfraError
+from harness.errors import InfraError, run_teardown
 from harness.fleet.plan import BrokerEndpoint, DiscoveryEndpoint, Identity
 from harness.paths import FIXTURES_DIR
 from harness.profiles import DeviceProfile
@@ -207,7 +207,6 @@ class LoadStand:
         """Stop everything this stand started, in reverse; keeps going past errors and reports the first."""
         from harness.cloud.discovery import DiscoveryServer
 
-        errors: list[str] = []
         steps: list[tuple[str, Callable[[], None]]] = []
         if isinstance(self._discovery, DiscoveryServer):
             steps.append(("discovery endpoint", self._discovery.stop))
@@ -219,11 +218,7 @@ class LoadStand:
             steps.append(("target", self.target.close))
         if self.cloud is not None:
             steps.append(("cloud", self.cloud.close))
-        for what, step in steps:
-            try:
-                step()
-            except (HarnessError, OSError) as exc:
-                errors.append(f"{what}: {exc}")
+        errors = run_teardown(steps)
         self._discovery = self.core = self.target = self.cloud = self.network = None
         if self._own_state and self.state_dir is not None:
             shutil.rmtree(self.state_dir, ignore_errors=True)

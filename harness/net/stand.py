@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from harness.cloud.api import Cloud
-from harness.errors import HarnessError, InfraError, TargetError
+from harness.errors import InfraError, TargetError, run_teardown
 from harness.net.cloud_link import CloudBroker, CloudLinkedCore
 from harness.net.control import NetControl
 from harness.net.topology import Topology
@@ -98,7 +98,6 @@ class NetworkStand:
         """Stop everything in reverse; keeps going past errors and reports the first."""
         from harness.targets.qemu_user import QemuUserTarget
 
-        errors: list[str] = []
         steps: list[tuple[str, Callable[[], None]]] = []
         if self.core is not None:
             steps.append(("core", self.core.close))
@@ -110,11 +109,7 @@ class NetworkStand:
             steps.append(("network control", self.control.close))
         if self.topology is not None:
             steps.append(("topology", self.topology.close))
-        for what, step in steps:
-            try:
-                step()
-            except (HarnessError, OSError) as exc:
-                errors.append(f"{what}: {exc}")
+        errors = run_teardown(steps)
         self.core = self.target = self.cloud_broker = self.control = self.topology = None  # type: ignore[assignment]
         if errors:
             raise InfraError("network stand teardown: " + "; ".join(errors))
