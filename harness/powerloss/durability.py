@@ -70,7 +70,18 @@ class DurabilityModel:
 
     # -- start --------------------------------------------------------------------------------------
     def load(self) -> None:
-        """Copy the durable tree into the (empty) live tree and map every inode: the state at power-on."""
+        """Copy the durable tree into the (empty) live tree and map every inode: the state at power-on.
+
+        A cut may have killed the model half way through an entry update: its temporary entries are not
+        part of the durable state (the renames that would have published them never happened).
+        """
+        for rel in list(self._walk(self.durable)):
+            if os.path.basename(rel).startswith(TMP_PREFIX):
+                path = self.dpath(rel)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                elif os.path.lexists(path):
+                    os.unlink(path)
         shutil.copytree(
             self.durable, self.live, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy2
         )
@@ -146,9 +157,9 @@ class DurabilityModel:
             self.nameless[st.st_ino] = data
             return
         dst = self.dpath(existing[0])  # the durable names are hard links of one durable inode
-        out = os.open(dst, os.O_WRONLY | os.O_TRUNC)
+        out = os.open(dst, os.O_RDWR)
         try:
-            _write_all(out, data)
+            _write_changes(out, data)
             os.fchmod(out, stat.S_IMODE(st.st_mode))
             os.fchown(out, st.st_uid, st.st_gid)
         finally:
@@ -214,7 +225,13 @@ class DurabilityModel:
     def _remove_durable(self, drel: str) -> None:
         path = self.dpath(drel)
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
+            # one rename takes the whole directory away, as a real unlink does; a cut during the
+            # removal of its contents then leaves only a temporary entry that power-on discards
+            gone = self.dpath(_join(_parent(drel), TMP_PREFIX + "gone." + os.path.basename(drel)))
+            if os.path.lexists(gone):
+                shutil.rmtree(gone, ignore_errors=True)
+            os.rename(path, gone)
+            shutil.rmtree(gone, ignore_errors=True)
             self._unname_tree(drel)
         else:
             try:
@@ -328,6 +345,37 @@ def _read_all(fd: int, size_hint: int) -> bytes:
             return b"".join(chunks)
         chunks.append(chunk)
         offset += len(chunk)
+
+
+def _write_changes(fd: int, data: bytes) -> None:
+    """Make durable file ``fd`` hold ``data`` by writing only the bytes that differ, then trimming.
+
+    Why: the cut may kill the daemon in the middle of this very update. An fsync on a real disk never
+    touches blocks that did not change, so an append's fsync cut half way keeps everything flushed before
+    it. Rewriting the whole file (truncate, then write) would instead leave it empty for a moment, losing
+    data the core was told was safe - a loss no real file system has.
+    """
+    old = _read_all(fd, os.fstat(fd).st_size)
+    if old == data:
+        return
+    same = _common_prefix(old, data)
+    view = memoryview(data)[same:]
+    offset = same
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+    if len(old) > len(data):
+        os.ftruncate(fd, len(data))
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the longest common prefix of ``a`` and ``b`` (compared in blocks, then bytes)."""
+    limit, block, i = min(len(a), len(b)), 1 << 16, 0
+    while i + block <= limit and a[i : i + block] == b[i : i + block]:
+        i += block
+    while i < limit and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -72,8 +72,8 @@ def test_n1_reconnect_backoff_jitter(
         cut_at = time.time()
         ctl.cut("fleet", "reject", kill_established=True)
         time.sleep(N1_PARTITION_S)
+        healed_at = time.time()  # taken before: a retry that lands while the rule goes away is a reconnect
         ctl.heal("fleet")
-        healed_at = time.time()
         deadline = time.monotonic() + policy.cap_s + 15
         while time.monotonic() < deadline and not all(d.connected.is_set() for d in devices):
             time.sleep(0.1)
@@ -287,9 +287,9 @@ def test_n4_discovery_retries(
         for d in devices:
             d.start()
         time.sleep(N4_UNREACHABLE_S)
+        healed_at = time.time()  # taken before: a device may connect while the second link heals
         ctl.heal("fleet")
         ctl.heal("cloud")
-        healed_at = time.time()
         deadline = time.monotonic() + policy.cap_s + 20
         while time.monotonic() < deadline and not all(d.connected.is_set() for d in devices):
             time.sleep(0.1)

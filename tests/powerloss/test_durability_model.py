@@ -52,6 +52,40 @@ def test_fsync_of_a_file_keeps_its_content_under_its_durable_name(model: Durabil
     assert durable(model, "d/f") == "new"
 
 
+def test_an_fsync_cut_half_way_keeps_what_was_durable_before(
+    model: DurabilityModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cut can kill the model inside an fsync: an append's fsync must never expose an empty file.
+
+    This was a real flake of the core's config store on the layer (the whole config.tlog lost): the
+    model used to truncate the durable file and rewrite it.
+    """
+    with open(model.lpath("d/f"), "a") as fh:
+        fh.write(" and appended")
+    writes: list[tuple[int, int]] = []
+
+    def dies_after_the_first_write(fd: int, data: bytes, offset: int) -> int:
+        writes.append((offset, len(data)))
+        raise SystemExit("power cut inside the fsync")
+
+    monkeypatch.setattr(os, "pwrite", dies_after_the_first_write)
+    monkeypatch.setattr(os, "ftruncate", lambda *a: pytest.fail("an append must not truncate"))
+    with pytest.raises(SystemExit):
+        fsync(model, "d/f")
+    assert writes == [(3, len(" and appended"))], "only the appended bytes are written"
+    assert durable(model, "d/f") == "old"
+
+
+def test_load_discards_the_models_half_done_entries(tmp_path: Path) -> None:
+    durable_dir, live = tmp_path / "durable", tmp_path / "live"
+    (durable_dir / ".gg-powerloss-tmp.gone.alts" / "x").mkdir(parents=True)
+    (durable_dir / ".gg-powerloss-tmp.f").write_text("half")
+    (durable_dir / "f").write_text("kept")
+    live.mkdir()
+    DurabilityModel(live=str(live), durable=str(durable_dir)).load()
+    assert sorted(os.listdir(live)) == ["f"] and sorted(os.listdir(durable_dir)) == ["f"]
+
+
 def test_a_renamed_file_keeps_its_durable_name_until_the_directory_is_synced(model: DurabilityModel) -> None:
     os.rename(model.lpath("d/f"), model.lpath("d/g"))
     model.note_rename("d/f", "d/g")
