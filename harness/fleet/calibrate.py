@@ -18,12 +18,15 @@ measured, so a calibration is valid for the generator and machine it was measure
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.fleet.ledger import Ledger, LedgerSummary
 from harness.fleet.plan import FleetConfig
 from harness.sim.calibration import Calibration, HandshakeMs
+from harness.sim.metrics import time_to_fraction
 from harness.sim.validate import MeasuredStorm, compare, predict_fleet_storm
 
 #: At most this many handshake samples go into a calibration file (evenly spaced over the ramp).
@@ -123,3 +126,163 @@ def validate_storm(calibration: Calibration, summary: LedgerSummary, config: Fle
 @dataclass(frozen=True)
 class _Mean:
     t95_s: float | None
+
+
+@dataclass(frozen=True)
+class RecordedStorm:
+    """One real restart storm as raw data (what ``bench/bench_storm.py`` records per storm): enough to
+    calibrate from it or to predict it again after the model changes, without running it again."""
+
+    devices: int
+    op_s: float
+    reconnect_times_s: tuple[float, ...]
+    handshake_samples_ms: tuple[float, ...]
+    connect_timeout_s: float
+    backoff: str
+    attempts: int = 0
+    #: The listener's effective backlog (``ss`` Send-Q: the broker's listen() capped at somaxconn).
+    backlog: int | None = None
+    syn_retries: int | None = None
+    #: SYNs the kernel dropped on a full accept queue during the run (machine-wide counter delta).
+    listen_overflows: int = 0
+    loadavg: float | None = None
+    finished_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RecordedStorm:
+        data = dict(data)
+        data["reconnect_times_s"] = tuple(sorted(data["reconnect_times_s"]))
+        data["handshake_samples_ms"] = tuple(data["handshake_samples_ms"])
+        return cls(**data)
+
+    @property
+    def t95_s(self) -> float | None:
+        return time_to_fraction(_array(self.reconnect_times_s), self.devices, 0.95)
+
+    def saturated_rate(self, fraction: float = 0.95) -> float | None:
+        """Reconnects per second from the core's return until ``fraction`` were back (as the ledger's)."""
+        need = max(1, math.ceil(fraction * self.devices - 1e-9))
+        times = self.reconnect_times_s
+        if self.devices < 10 or len(times) < need:
+            return None
+        span = times[need - 1] - self.op_s
+        return need / span if span > 0 else None
+
+    def backoff_triple(self) -> tuple[str, float, float]:
+        name, base, cap = self.backoff.split(":")
+        return name, float(base), float(cap)
+
+
+def _array(values: tuple[float, ...]) -> Any:
+    import numpy as np
+
+    return np.asarray(values, dtype=np.float64)
+
+
+def _samples(samples_ms: tuple[float, ...]) -> list[float]:
+    out = list(samples_ms)
+    if len(out) > MAX_SAMPLES:
+        step = len(out) / MAX_SAMPLES
+        out = [out[int(i * step)] for i in range(MAX_SAMPLES)]
+    return [round(max(s, 0.001), 3) for s in out]
+
+
+def _model_t95(
+    calibration: Calibration, storm: RecordedStorm, seeds: tuple[int, ...] = SEEDS
+) -> float | None:
+    """The model's mean time to 95 % for ``storm``'s fleet, backoff and outage, under ``calibration``."""
+    overrides: dict[str, Any] = {"outage_s": storm.op_s}
+    if storm.syn_retries is not None:
+        overrides["syn_retries"] = storm.syn_retries
+    if storm.backlog is not None:
+        overrides["backlog"] = storm.backlog
+    preds = predict_fleet_storm(calibration, storm.devices, storm.backoff_triple(), seeds, **overrides)
+    t95s = [p.t95_s for p in preds]
+    if any(t is None for t in t95s):
+        return None
+    return statistics.fmean(t for t in t95s if t is not None)
+
+
+#: Bisection steps of the accept-rate fit (each halves the bracket in log space: 2^-14 of a factor 16).
+FIT_STEPS = 14
+
+
+def fit_calibration(storm: RecordedStorm, *, source: str = "") -> Calibration:
+    """The calibration a recorded storm implies, its accept rate fitted through the model itself.
+
+    The storm's apparent rate (95 % of the fleet over the time from the core's return) includes everything
+    that kept the core from its full rate: SYNs dropped on a full listen queue and retransmitted seconds
+    later, backoff gaps at the start. The model reproduces those itself (backlog, SYN retries, the fleet's
+    backoff), so taking the apparent rate as the core's rate would count them twice and grow with the fleet
+    size. Instead the accept rate is the one at which the model, given this storm's fleet, backoff, outage,
+    backlog and handshake samples, reaches 95 % when the real storm did (bisection in log space, fixed
+    seeds so that the model's t95 is a deterministic, monotone function of the rate).
+    """
+    apparent = storm.saturated_rate()
+    measured = storm.t95_s
+    if apparent is None or measured is None:
+        raise ValueError(f"the {storm.devices}-device storm never reached 95 % reconnected: nothing to fit")
+    base = Calibration(
+        handshake_ms=HandshakeMs(samples=_samples(storm.handshake_samples_ms)),
+        accept_rate_per_s=round(apparent, 1),
+        connect_timeout_ms=storm.connect_timeout_s * 1000,
+        backlog=storm.backlog,
+        syn_retries=storm.syn_retries,
+        outage_s=storm.op_s,
+        devices=storm.devices,
+        source=source or "a recorded storm",
+        measured_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        storm="restart",
+        backoff=storm.backoff,
+        apparent_rate_per_s=round(apparent, 1),
+        measured_t95_s=round(measured, 3),
+        fitted=True,
+    )
+
+    def t95_at(rate: float) -> float:
+        t = _model_t95(base.model_copy(update={"accept_rate_per_s": rate}), storm)
+        return math.inf if t is None else t
+
+    lo, hi = apparent / 4, apparent * 4
+    if t95_at(hi) > measured:  # even 4x the apparent rate is too slow: keep the apparent rate, say so
+        return base.model_copy(update={"fitted": False})
+    for _ in range(FIT_STEPS):
+        mid = math.sqrt(lo * hi)
+        if t95_at(mid) > measured:
+            lo = mid
+        else:
+            hi = mid
+    return base.model_copy(update={"accept_rate_per_s": round(math.sqrt(lo * hi), 1)})
+
+
+def predict_recorded(calibration: Calibration, storm: RecordedStorm) -> StormValidation:
+    """Predict a recorded storm (its fleet size, backoff, outage, backlog, SYN retries) and score t95."""
+    overrides: dict[str, Any] = {"outage_s": storm.op_s}
+    if storm.syn_retries is not None:
+        overrides["syn_retries"] = storm.syn_retries
+    if storm.backlog is not None:
+        overrides["backlog"] = storm.backlog
+    predictions = predict_fleet_storm(calibration, storm.devices, storm.backoff_triple(), SEEDS, **overrides)
+    t95s = [p.t95_s for p in predictions]
+    known = [t for t in t95s if t is not None]
+    measured = storm.t95_s
+    error: float | None = None
+    note = ""
+    if measured is None:
+        note = "the real storm never reached 95 % reconnected"
+    elif len(known) < len(t95s):
+        note = "the model never reached 95 % reconnected"
+    else:
+        error = compare(_Mean(statistics.fmean(known)), _Mean(measured))
+    return StormValidation(
+        devices=storm.devices,
+        measured_t95_s=measured,
+        predicted_t95_s=[None if t is None else round(t, 3) for t in t95s],
+        error=error,
+        calibration_devices=calibration.devices,
+        note=note,
+    )

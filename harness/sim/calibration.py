@@ -11,7 +11,8 @@ reader cannot disagree and a bad file is reported with the file and the field::
       "accept_rate_per_s": 410.0,                          # handshakes per second the core sustained
       "concurrency": 8,                                    # optional: handshakes the core ran at once
       "connect_timeout_ms": 5000,                          # optional: the clients' connect timeout
-      "backlog": 128,                                      # optional: the core's accept queue bound
+      "backlog": 100,                                      # optional: the core's listen backlog (ss Send-Q)
+      "syn_retries": 6,                                    # optional: the clients' tcp_syn_retries
       "outage_s": 0.23,                                    # optional: how long the measured restart kept
                                                            #   the core from accepting (stop + start)
       "devices": 2000, "profile": "qemu-aarch64", "source": "harness load run 20261123-...",
@@ -76,7 +77,12 @@ class Calibration(BaseModel):
     accept_rate_per_s: float = Field(gt=0, description="Handshakes per second the core sustained")
     concurrency: int | None = Field(default=None, ge=1, description="Handshakes in progress at once")
     connect_timeout_ms: float | None = Field(default=None, gt=0)
-    backlog: int | None = Field(default=None, ge=0)
+    backlog: int | None = Field(
+        default=None, ge=0, description="The core's effective listen backlog (listen() capped at somaxconn)"
+    )
+    syn_retries: int | None = Field(
+        default=None, ge=0, description="The clients' net.ipv4.tcp_syn_retries (Linux default 6)"
+    )
     outage_s: float | None = Field(
         default=None, ge=0, description="How long the measured disruption kept the core from accepting, s"
     )

@@ -105,9 +105,12 @@ class SimConfig:
         devices notice at once; it refuses connections for ``outage_s`` (each refused attempt fails after
         ``refused_s``).
 
-    ``backlog`` bounds the accept queue (None: unbounded); an attempt finding it full is dropped silently and
-    its client times out. Every attempt reaches the core ``network_delay_s`` x uniform(0.5, 1.5) after the
-    device starts it: real networks never deliver two devices' packets at the same instant, and without this
+    ``backlog`` bounds the accept queue (None: unbounded), as the kernel's listen backlog does (the broker's
+    ``listen()`` argument capped at ``net.core.somaxconn``): a SYN finding it full is dropped and the client
+    retransmits it as Linux does, ``syn_rto_s`` x (1, 3, 7, 15, ...) after its first SYN (initial RTO 1 s,
+    doubling), at most ``syn_retries`` times (``net.ipv4.tcp_syn_retries``); the attempt fails at its connect
+    deadline or when the last retransmission's RTO runs out, whichever comes first.
+    Every attempt reaches the core ``network_delay_s`` x uniform(0.5, 1.5) after the device starts it: real networks never deliver two devices' packets at the same instant, and without this
     un-jittered policies put whole waves on exactly the same timestamps.
 
     ``horizon_s`` bounds simulated time: a device not reconnected by then counts as not reconnected.
@@ -122,6 +125,8 @@ class SimConfig:
     rate_limit_per_s: float | None = None
     rate_burst: float | None = None
     backlog: int | None = None
+    syn_retries: int = 6
+    syn_rto_s: float = 1.0
     connect_timeout_s: float = 5.0
     network_delay_s: float = 0.002
     event: Event = "outage"
@@ -150,6 +155,10 @@ class SimConfig:
             isinstance(self.backlog, bool) or not isinstance(self.backlog, int) or self.backlog < 0
         ):
             raise InputError(f"backlog: must be a whole number >= 0 (or unset), got {self.backlog!r}")
+        retries = self.syn_retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise InputError(f"syn_retries: must be a whole number >= 0, got {self.syn_retries!r}")
+        _positive("syn_rto_s", self.syn_rto_s)
         _positive("connect_timeout_s", self.connect_timeout_s)
         _positive("keepalive_s", self.keepalive_s)
         _positive("refused_s", self.refused_s)

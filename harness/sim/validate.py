@@ -109,6 +109,8 @@ def calibrated_config(calibration: Calibration, devices: int, policy: Policy, **
         fields["connect_timeout_s"] = calibration.connect_timeout_ms / 1000
     if calibration.backlog is not None:
         fields["backlog"] = calibration.backlog
+    if calibration.syn_retries is not None:
+        fields["syn_retries"] = calibration.syn_retries
     if calibration.outage_s is not None:
         fields["outage_s"] = calibration.outage_s
     fields.update(overrides)
