@@ -110,8 +110,9 @@ class SimConfig:
     retransmits it as Linux does, ``syn_rto_s`` x (1, 3, 7, 15, ...) after its first SYN (initial RTO 1 s,
     doubling), at most ``syn_retries`` times (``net.ipv4.tcp_syn_retries``); the attempt fails at its connect
     deadline or when the last retransmission's RTO runs out, whichever comes first.
-    Every attempt reaches the core ``network_delay_s`` x uniform(0.5, 1.5) after the device starts it: real networks never deliver two devices' packets at the same instant, and without this
-    un-jittered policies put whole waves on exactly the same timestamps.
+    Every attempt reaches the core ``network_delay_s`` x uniform(0.5, 1.5) after the device starts it: real
+    networks never deliver two devices' packets at the same instant, and without this un-jittered policies
+    put whole waves on exactly the same timestamps.
 
     ``horizon_s`` bounds simulated time: a device not reconnected by then counts as not reconnected.
     """
