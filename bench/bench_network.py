@@ -184,4 +184,7 @@ def run_all(
 
 
 if __name__ == "__main__":
+    from harness.errors import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
     sys.exit(main())

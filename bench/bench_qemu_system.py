@@ -85,4 +85,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from harness.errors import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
     main()

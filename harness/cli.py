@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from harness import __version__
-from harness.errors import EXIT_USAGE, HarnessError, InputError
+from harness.errors import EXIT_USAGE, HarnessError, InputError, interrupt_on_sigterm
 
 
 class _Parser(argparse.ArgumentParser):
@@ -169,12 +168,8 @@ def _add_optional(sub: Any, module: str, attr: str) -> None:
     getattr(mod, attr)(sub)
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    interrupt_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -68,3 +68,17 @@ def run_teardown(steps: list[tuple[str, Callable[[], None]]]) -> list[str]:
         except (HarnessError, OSError) as exc:
             errors.append(f"{what}: {exc}")
     return errors
+
+
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so ``kill PID`` cleans up exactly as Ctrl-C does.
+
+    Why: every command and benchmark tears its targets, mounts and cgroups down in ``finally`` blocks; the
+    default SIGTERM action would end the process without running them and leave them behind.
+    """
+    import signal
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
