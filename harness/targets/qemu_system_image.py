@@ -84,6 +84,7 @@ def ensure_image(profile: DeviceProfile) -> VmImage:
     """The cached image for ``profile``, built (under a lock, atomically) on first use."""
     if profile.userland is None or profile.system is None:
         raise InputError(f"{profile.source}: transport 'qemu-system' needs 'userland' and 'system' sections")
+    _check_sd_size(profile)
     root = images_root()
     key = image_key(profile)
     final = root / key
@@ -93,6 +94,26 @@ def ensure_image(profile: DeviceProfile) -> VmImage:
             if not (final / MARKER).is_file():
                 _build(profile, tree, root, final)
     return _load(final)
+
+
+def _next_power_of_two(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def _check_sd_size(profile: DeviceProfile) -> None:
+    """QEMU's SD card model accepts only power-of-two sizes: say so before building anything.
+
+    Without this the image would be built and QEMU would then refuse to start with a message that names
+    neither the profile nor its field.
+    """
+    assert profile.system is not None
+    mb = profile.resources.disk_mb
+    if profile.system.disk_interface == "sd" and mb is not None and mb != _next_power_of_two(mb):
+        raise InputError(
+            f"{profile.source}: field 'resources.disk_mb': {mb} is not a power of two, which QEMU's SD card "
+            f"(system.disk_interface 'sd') requires; allowed values: 256, 512, 1024, 2048, 4096, ... "
+            f"(nearest: {_next_power_of_two(mb) // 2} or {_next_power_of_two(mb)})"
+        )
 
 
 def _load(d: Path) -> VmImage:
@@ -168,6 +189,8 @@ def _build(profile: DeviceProfile, tree: Path, root: Path, final: Path) -> None:
               "-f", str(key)], "ssh-keygen", timeout=60)
         os.chmod(key, 0o600)
         disk_mb = profile.resources.disk_mb or _tree_mb(tree) + DEFAULT_HEADROOM_MB
+        if system.disk_interface == "sd":
+            disk_mb = _next_power_of_two(disk_mb)
         disk = tmp / "root.raw"
         with disk.open("wb") as fh:
             fh.truncate(disk_mb * 1024 * 1024)

@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from harness.paths import FIXTURES_DIR, state_dir
 from harness.profiles import DeviceProfile, find_profile, load_profile_file
 from harness.targets.qemu_system import FAULT_MODEL, QemuSystemTarget, gc_stale_vms, kvm_usable, vm_root
 from harness.targets.qemu_system_cut import cut_during_writes
-from harness.targets.qemu_system_image import VmImage
+from harness.targets.qemu_system_image import VmImage, ensure_image
 from harness.targets.qemu_system_leaks import find_leaks
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="building root disks needs root")
@@ -86,6 +87,39 @@ def test_qemu_command_line_comes_from_the_profile(name: str, tmp_path: Path) -> 
     assert "format=raw" in argv[argv.index("-drive") + 1]
     if profile.arch != os.uname().machine:
         assert "kvm" not in argv  # no KVM for a foreign architecture
+
+
+def test_raspi0_board_is_all_profile_knowledge(tmp_path: Path) -> None:
+    """The ARMv6 board differs from the virt boards only by profile fields: SD card, USB NIC, dtb, 1 CPU."""
+    profile = find_profile("qemu-system-armv6l")
+    assert profile.system is not None
+    target = QemuSystemTarget(profile)
+    try:
+        target._image = replace(_fake_image(tmp_path), dtb=tmp_path / "dtb")
+        argv = target.qemu_argv(2222)
+    finally:
+        target.close()
+    assert argv[argv.index("-machine") + 1] == "raspi0"
+    assert argv[argv.index("-m") + 1] == "512M"  # raspi0 accepts only the Pi Zero's 512 MB
+    assert argv[argv.index("-smp") + 1] == "1"
+    assert argv[argv.index("-dtb") + 1] == str(tmp_path / "dtb")
+    assert "if=sd" in argv[argv.index("-drive") + 1]
+    assert argv[argv.index("-device") + 1] == "usb-net,netdev=net0"
+    assert "kvm" not in argv
+
+
+def test_sd_card_size_must_be_a_power_of_two(tmp_path: Path) -> None:
+    """QEMU refuses other SD sizes; the harness says so (file, field, allowed values) before building."""
+    src = Path(find_profile("qemu-system-armv6l").source).read_text()
+    bad = tmp_path / "sd-size.yaml"
+    bad.write_text(src.replace("name: qemu-system-armv6l", "name: sd-size").replace("disk_mb: 2048",
+                                                                                   "disk_mb: 2000"))
+    profile = load_profile_file(bad)
+    with pytest.raises(InputError) as exc:
+        ensure_image(profile)
+    text = str(exc.value)
+    assert "sd-size.yaml" in text and "resources.disk_mb" in text and "power of two" in text
+    assert "1024 or 2048" in text
 
 
 def test_foreign_guest_never_uses_kvm() -> None:
