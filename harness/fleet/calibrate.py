@@ -191,47 +191,70 @@ def _samples(samples_ms: tuple[float, ...]) -> list[float]:
     return [round(max(s, 0.001), 3) for s in out]
 
 
-def _model_t95(
-    calibration: Calibration, storm: RecordedStorm, seeds: tuple[int, ...] = SEEDS
-) -> float | None:
-    """The model's mean time to 95 % for ``storm``'s fleet, backoff and outage, under ``calibration``."""
-    overrides: dict[str, Any] = {"outage_s": storm.op_s}
+def _overrides(storm: RecordedStorm) -> dict[str, Any]:
+    """The model inputs a recorded storm fixes: its outage, its listener's backlog, the SYN retries."""
+    out: dict[str, Any] = {"outage_s": storm.op_s}
     if storm.syn_retries is not None:
-        overrides["syn_retries"] = storm.syn_retries
-    if storm.backlog is not None:
-        overrides["backlog"] = storm.backlog
-    preds = predict_fleet_storm(calibration, storm.devices, storm.backoff_triple(), seeds, **overrides)
+        out["syn_retries"] = storm.syn_retries
+    return out
+
+
+def _model(calibration: Calibration, storm: RecordedStorm) -> tuple[float, float]:
+    """The model's mean time to 95 % (inf: never) and mean SYN drops for ``storm`` under ``calibration``."""
+    preds = predict_fleet_storm(
+        calibration, storm.devices, storm.backoff_triple(), SEEDS, **_overrides(storm)
+    )
     t95s = [p.t95_s for p in preds]
+    drops = statistics.fmean(p.syn_retransmits + p.rejected for p in preds)
     if any(t is None for t in t95s):
-        return None
-    return statistics.fmean(t for t in t95s if t is not None)
+        return math.inf, drops
+    return statistics.fmean(t for t in t95s if t is not None), drops
 
 
-#: Bisection steps of the accept-rate fit (each halves the bracket in log space: 2^-14 of a factor 16).
+#: Bisection steps of each fit (each halves the bracket in log space: 2^-14 of the bracket's ratio).
 FIT_STEPS = 14
+#: A calibration storm tells the core's rate when 25 % more rate shortens it by at least this fraction.
+IDENTIFIABLE = 0.05
+#: Rounds of fitting the accept rate and the accept-sweep interval in turn (they barely interact).
+FIT_ROUNDS = 2
 
 
-def fit_calibration(storm: RecordedStorm, *, source: str = "") -> Calibration:
-    """The calibration a recorded storm implies, its accept rate fitted through the model itself.
+def _bisect_log(lo: float, hi: float, too_low: Any) -> float:
+    """The point in [lo, hi] where ``too_low`` turns False (log-space bisection)."""
+    for _ in range(FIT_STEPS):
+        mid = math.sqrt(lo * hi)
+        if too_low(mid):
+            lo = mid
+        else:
+            hi = mid
+    return math.sqrt(lo * hi)
+
+
+def fit_calibration(storm: RecordedStorm, *, source: str = "", listen_queue: bool = True) -> Calibration:
+    """The calibration a recorded storm implies, with the core's parameters fitted through the model itself.
 
     The storm's apparent rate (95 % of the fleet over the time from the core's return) includes everything
     that kept the core from its full rate: SYNs dropped on a full listen queue and retransmitted seconds
     later, backoff gaps at the start. The model reproduces those itself (backlog, SYN retries, the fleet's
-    backoff), so taking the apparent rate as the core's rate would count them twice and grow with the fleet
-    size. Instead the accept rate is the one at which the model, given this storm's fleet, backoff, outage,
-    backlog and handshake samples, reaches 95 % when the real storm did (bisection in log space, fixed
-    seeds so that the model's t95 is a deterministic, monotone function of the rate).
+    backoff), so taking the apparent rate as the core's rate would count them twice and the error would
+    grow with the fleet size. Instead two figures are fitted, in turn, by log-space bisection with fixed
+    seeds: the accept rate at which the model reaches 95 % when the real storm did, and (when the kernel
+    dropped SYNs, ``listen_overflows``) the eager core's accept-sweep interval at which the model drops as
+    many SYNs as the kernel did. Handshake samples, backlog, outage and connect timeout are measured.
+    ``listen_queue=False`` fits the rate alone, with no listen queue in the model.
     """
     apparent = storm.saturated_rate()
     measured = storm.t95_s
     if apparent is None or measured is None:
         raise ValueError(f"the {storm.devices}-device storm never reached 95 % reconnected: nothing to fit")
-    base = Calibration(
+    drops = storm.listen_overflows if storm.backlog is not None and listen_queue else 0
+    cal = Calibration(
         handshake_ms=HandshakeMs(samples=_samples(storm.handshake_samples_ms)),
         accept_rate_per_s=round(apparent, 1),
         connect_timeout_ms=storm.connect_timeout_s * 1000,
-        backlog=storm.backlog,
+        backlog=storm.backlog if drops > 0 else None,
         syn_retries=storm.syn_retries,
+        accept_interval_ms=20.0 if drops > 0 else None,
         outage_s=storm.op_s,
         devices=storm.devices,
         source=source or "a recorded storm",
@@ -240,33 +263,42 @@ def fit_calibration(storm: RecordedStorm, *, source: str = "") -> Calibration:
         backoff=storm.backoff,
         apparent_rate_per_s=round(apparent, 1),
         measured_t95_s=round(measured, 3),
-        fitted=True,
+        measured_syn_drops=storm.listen_overflows,
     )
+    for _ in range(FIT_ROUNDS if drops > 0 else 1):
+        fixed = cal
 
-    def t95_at(rate: float) -> float:
-        t = _model_t95(base.model_copy(update={"accept_rate_per_s": rate}), storm)
-        return math.inf if t is None else t
+        def slow(rate: float, fixed: Calibration = fixed) -> bool:
+            return _model(fixed.model_copy(update={"accept_rate_per_s": rate}), storm)[0] > measured
 
-    lo, hi = apparent / 4, apparent * 4
-    if t95_at(hi) > measured:  # even 4x the apparent rate is too slow: keep the apparent rate, say so
-        return base.model_copy(update={"fitted": False})
-    for _ in range(FIT_STEPS):
-        mid = math.sqrt(lo * hi)
-        if t95_at(mid) > measured:
-            lo = mid
-        else:
-            hi = mid
-    return base.model_copy(update={"accept_rate_per_s": round(math.sqrt(lo * hi), 1)})
+        rate = _bisect_log(apparent / 4, apparent * 4, slow)
+        cal = cal.model_copy(update={"accept_rate_per_s": round(rate, 1)})
+        if drops > 0:
+            fixed = cal
+
+            def few(ms: float, fixed: Calibration = fixed) -> bool:
+                return _model(fixed.model_copy(update={"accept_interval_ms": ms}), storm)[1] < drops
+
+            cal = cal.model_copy(update={"accept_interval_ms": round(_bisect_log(0.5, 2000.0, few), 2)})
+    t95, model_drops = _model(cal, storm)
+    faster, _ = _model(cal.model_copy(update={"accept_rate_per_s": cal.accept_rate_per_s * 1.25}), storm)
+    # A storm whose length the backoff set (the fleet came back no faster than it retried) does not say how
+    # fast the core is: a quarter more rate would barely shorten it. Such a calibration is flagged.
+    limited = not (faster < t95 * (1 - IDENTIFIABLE))
+    return cal.model_copy(
+        update={
+            "fitted_t95_s": round(t95, 3),
+            "fitted_syn_drops": round(model_drops),
+            "rate_limited_storm": not limited,
+        }
+    )
 
 
 def predict_recorded(calibration: Calibration, storm: RecordedStorm) -> StormValidation:
     """Predict a recorded storm (its fleet size, backoff, outage, backlog, SYN retries) and score t95."""
-    overrides: dict[str, Any] = {"outage_s": storm.op_s}
-    if storm.syn_retries is not None:
-        overrides["syn_retries"] = storm.syn_retries
-    if storm.backlog is not None:
-        overrides["backlog"] = storm.backlog
-    predictions = predict_fleet_storm(calibration, storm.devices, storm.backoff_triple(), SEEDS, **overrides)
+    predictions = predict_fleet_storm(
+        calibration, storm.devices, storm.backoff_triple(), SEEDS, **_overrides(storm)
+    )
     t95s = [p.t95_s for p in predictions]
     known = [t for t in t95s if t is not None]
     measured = storm.t95_s

@@ -13,6 +13,7 @@ reader cannot disagree and a bad file is reported with the file and the field::
       "connect_timeout_ms": 5000,                          # optional: the clients' connect timeout
       "backlog": 100,                                      # optional: the core's listen backlog (ss Send-Q)
       "syn_retries": 6,                                    # optional: the clients' tcp_syn_retries
+      "accept_interval_ms": 40,                            # optional: an eager core's accept sweeps
       "outage_s": 0.23,                                    # optional: how long the measured restart kept
                                                            #   the core from accepting (stop + start)
       "devices": 2000, "profile": "qemu-aarch64", "source": "harness load run 20261123-...",
@@ -82,6 +83,9 @@ class Calibration(BaseModel):
     )
     syn_retries: int | None = Field(
         default=None, ge=0, description="The clients' net.ipv4.tcp_syn_retries (Linux default 6)"
+    )
+    accept_interval_ms: float | None = Field(
+        default=None, gt=0, description="An eager core's time between accept sweeps (fitted to SYN drops)"
     )
     outage_s: float | None = Field(
         default=None, ge=0, description="How long the measured disruption kept the core from accepting, s"

@@ -43,6 +43,24 @@ from harness.sim.policies import backoff_delays
 from harness.sim.server import TokenBucket
 
 
+def cohort_width_s(config: SimConfig) -> float:
+    """The shortest time from any arrival at the core to the failure it can lead to: a cohort this wide
+    holds only arrivals whose outcomes cannot cause another arrival inside it.
+
+    An attempt fails at its connect deadline (``connect_timeout_s`` after its first SYN), or, when a full
+    backlog keeps dropping its SYNs, at the deadline or the last SYN's give-up time, whichever is first. A
+    resent SYN arrives ``syn_rto_s`` x (2^k - 1) after the first, so the latest resend before the deadline
+    is closest to its failure.
+    """
+    timeout = config.connect_timeout_s
+    if config.backlog is None:
+        return timeout
+    rto, retries = config.syn_rto_s, config.syn_retries
+    give_up = rto * float(2 ** (retries + 1) - 1)
+    last_resend = max(o for o in (rto * (2**k - 1) for k in range(retries + 1)) if o < timeout)
+    return float(min(timeout, give_up) - last_resend)
+
+
 class _Calendar:
     """Pending attempts in cohorts: cohort k holds the attempts arriving in [k*width, (k+1)*width)."""
 
@@ -104,8 +122,11 @@ class _CohortFleet:
         self.counters = Counters()
         self.slots = [0.0] * config.concurrency  # heap of the times each handshake slot is next free
         self.waiting: list[float] = []  # heap of the times queued attempts leave the queue (backlog only)
+        self.first_syn = np.zeros(n)  # when each device's current attempt sent its first SYN
+        self.syn_sent = np.zeros(n, dtype=np.int64)  # SYNs it has resent for that attempt
+        self.sweep = (-1, 0)  # an eager core's accept sweep (index) and the SYNs the kernel queued in it
         self.bucket = TokenBucket(config.rate_limit_per_s, config.burst) if config.rate_limit_per_s else None
-        self.calendar = _Calendar(config.connect_timeout_s + 0.5 * config.network_delay_s)
+        self.calendar = _Calendar(cohort_width_s(config) + 0.5 * config.network_delay_s)
         self.env = simpy.Environment()
 
     def run(self) -> None:
@@ -153,34 +174,55 @@ class _CohortFleet:
         return delays
 
     def _serve(self, key: int, arrivals: np.ndarray, ids: np.ndarray) -> None:
-        """Push one cohort through the accept queue; schedule the retries of those that failed."""
+        """Push one cohort through the accept queue; schedule the retries of those that failed.
+
+        ``arrivals`` holds fresh attempts and SYNs resent after a full backlog dropped one in an earlier
+        cohort (``syn_sent`` > 0: not a new attempt; its deadline still runs from its first SYN).
+        """
         cfg, tl = self.config, self.timeline
-        self.attempts[ids] += 1
-        tl.add("attempt", arrivals)
+        fresh = self.syn_sent[ids] == 0
+        self.attempts[ids[fresh]] += 1
+        tl.add("attempt", arrivals[fresh])
+        self.first_syn[ids[fresh]] = arrivals[fresh]
+        deadline = self.first_syn[ids] + cfg.connect_timeout_s
         service = cfg.handshake.draw(self.rng, arrivals.size)
-        starts, rejected = self._fifo(arrivals, service)
+        if cfg.backlog is None:
+            starts = self._fifo(arrivals, service)
+            admitted, gave_up = arrivals, np.full(arrivals.size, np.nan)
+            carried = np.zeros(arrivals.size, dtype=bool)
+            resend = np.empty(0)
+        else:
+            starts, admitted, gave_up, sent, carried, resend = self._fifo_backlog(
+                arrivals, service, deadline, self.syn_sent[ids], (key + 1) * self.calendar.width
+            )
+            self.syn_sent[ids] = sent
+        settled = ~carried
+        rejected = ~np.isnan(gave_up)
         started = ~np.isnan(starts)
-        deadline = arrivals + cfg.connect_timeout_s
         done = starts + service
         ok = started & (done <= deadline)
-        n_rejected = int(rejected.sum())
         self.counters.handshakes += int(started.sum())
         self.counters.wasted_handshakes += int((started & ~ok).sum())
-        self.counters.rejected += n_rejected
-        self.counters.timeouts += int(ok.size - ok.sum()) - n_rejected
-        queued = ~rejected
-        tl.add("queue_in", arrivals[queued])
+        self.counters.rejected += int(rejected.sum())
+        self.counters.timeouts += int((settled & ~ok & ~rejected).sum())
+        queued = ~np.isnan(admitted)
+        tl.add("queue_in", admitted[queued])
         tl.add("queue_out", np.where(started, starts, deadline)[queued])
         self.connected_at[ids[ok]] = done[ok]
         tl.add("connect", done[ok])
-        failed = ids[~ok]
+        self.syn_sent[ids[settled]] = 0
+        if carried.any():  # resent SYNs arriving after this cohort: file them under later cohorts
+            self.calendar.add(resend, ids[carried], key + 1)
+        lost = settled & ~ok
+        failed = ids[lost]
         if failed.size:
-            self._schedule(deadline[~ok] + self._backoff(failed), failed, earliest=key + 1)
+            fail_at = np.where(rejected, gave_up, deadline)[lost]
+            self._schedule(fail_at + self._backoff(failed), failed, earliest=key + 1)
 
-    def _fifo(self, arrivals: np.ndarray, service: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Start time of each attempt (NaN: not started) and whether a full backlog turned it away.
+    def _fifo(self, arrivals: np.ndarray, service: np.ndarray) -> np.ndarray:
+        """Start time of each attempt (NaN: not started) on an unbounded accept queue.
 
-        Continues the core's state (slots, token bucket, backlog) from the last cohort. An attempt starts at
+        Continues the core's state (slots, token bucket) from the last cohort. An attempt starts at
         ``max(arrival, earliest free slot, token ready time)`` and is abandoned when that is past its
         deadline; abandoning changes nothing, so a whole run of abandoned attempts (a storm's overload) is
         skipped with one bisection. This is the engine's inner loop, hence Python floats and the token
@@ -190,33 +232,19 @@ class _CohortFleet:
         ts, sv = arrivals.tolist(), service.tolist()
         deadlines = (arrivals + self.config.connect_timeout_s).tolist()
         starts = [math.nan] * n
-        rejected = np.zeros(n, dtype=bool)
         heap, replace = self.slots, heapq.heapreplace
         bucket = self.bucket
         rate, burst, level, stamp = (
             (bucket.rate, bucket.burst, bucket.level, bucket.stamp) if bucket else (1.0, 1.0, 1.0, 0.0)
         )
         ready = bucket.ready() if bucket else -math.inf
-        backlog = self.config.backlog
-        waiting, push, pop = self.waiting, heapq.heappush, heapq.heappop
         i = 0
         while i < n:
             a = ts[i]
-            if backlog is not None:
-                while waiting and waiting[0] <= a:
-                    pop(waiting)
-                if len(waiting) >= backlog:
-                    rejected[i] = True
-                    i += 1
-                    continue
             free = heap[0]
             m = free if free > ready else ready
             if m > deadlines[i]:  # abandoned
-                if backlog is None:
-                    i = bisect.bisect_left(deadlines, m, i + 1)
-                else:
-                    push(waiting, deadlines[i])
-                    i += 1
+                i = bisect.bisect_left(deadlines, m, i + 1)
                 continue
             s = a if a > m else m
             replace(heap, s + sv[i])
@@ -225,12 +253,113 @@ class _CohortFleet:
                 level = min(burst, level + (s - stamp) * rate) - 1.0
                 stamp = s
                 ready = s + (1.0 - level) / rate if level < 1.0 else s
-            if backlog is not None and s > a:
-                push(waiting, s)
             i += 1
         if bucket is not None:
             bucket.level, bucket.stamp = level, stamp
-        return np.asarray(starts), rejected
+        return np.asarray(starts)
+
+    def _fifo_backlog(
+        self,
+        arrivals: np.ndarray,
+        service: np.ndarray,
+        deadline: np.ndarray,
+        syn_sent: np.ndarray,
+        cohort_end: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``_fifo`` on a bounded accept queue, with the clients' SYN retransmissions.
+
+        A SYN that finds ``backlog`` attempts queued is dropped; its client resends it ``syn_rto_s`` x
+        (2^k - 1) after the first SYN (Linux: 1 s, 3 s, 7 s, ...), at most ``syn_retries`` times and only
+        before its deadline. A resend due inside this cohort joins the arrivals in time order (a heap); a
+        later one is returned to be filed under a later cohort. Returns, per arrival: start time (NaN: not
+        started), the time its SYN got into the queue (NaN: never), the time it gave up on SYNs (NaN: it did
+        not), the SYNs it has resent, whether it was carried to a later cohort; and the carried arrivals'
+        resend times.
+        """
+        cfg = self.config
+        n = arrivals.size
+        ts, sv, dl = arrivals.tolist(), service.tolist(), deadline.tolist()
+        first = (deadline - cfg.connect_timeout_s).tolist()
+        sent = syn_sent.tolist()
+        starts = [math.nan] * n
+        admitted = [math.nan] * n
+        gave_up = [math.nan] * n
+        carried = np.zeros(n, dtype=bool)
+        resend: list[float] = []
+        heap, replace = self.slots, heapq.heapreplace
+        bucket = self.bucket
+        rate, burst, level, stamp = (
+            (bucket.rate, bucket.burst, bucket.level, bucket.stamp) if bucket else (1.0, 1.0, 1.0, 0.0)
+        )
+        ready = bucket.ready() if bucket else -math.inf
+        backlog, retries, rto = cfg.backlog, cfg.syn_retries, cfg.syn_rto_s
+        assert backlog is not None
+        interval = cfg.accept_interval_s
+        sweep, swept = self.sweep  # the eager core's current accept sweep and SYNs queued in it
+        waiting, push, pop = self.waiting, heapq.heappush, heapq.heappop
+        later: list[tuple[float, int]] = []  # resent SYNs due inside this cohort
+        retransmits = 0
+        i = 0
+        while i < n or later:
+            if later and (i >= n or later[0][0] < ts[i]):
+                a, j = pop(later)
+            else:
+                a, j = ts[i], i
+                i += 1
+            if interval is None:
+                while waiting and waiting[0] <= a:
+                    pop(waiting)
+                full = len(waiting) >= backlog
+            else:
+                window = int(a / interval)
+                if window != sweep:
+                    sweep, swept = window, 0
+                full = swept >= backlog
+            if full:  # SYN dropped
+                k = sent[j] + 1
+                again = first[j] + rto * (2**k - 1)
+                if k > retries or again >= dl[j]:
+                    gave_up[j] = min(dl[j], again)
+                    continue
+                sent[j] = k
+                retransmits += 1
+                if again < cohort_end:
+                    push(later, (again, j))
+                else:
+                    carried[j] = True
+                    resend.append(again)
+                continue
+            admitted[j] = a
+            free = heap[0]
+            m = free if free > ready else ready
+            if interval is not None:
+                swept += 1
+                if m > dl[j]:  # abandoned in the core's own (unbounded) queue
+                    continue
+            elif m > dl[j]:  # abandoned: it waits in the accept queue until its client gives up
+                push(waiting, dl[j])
+                continue
+            s = a if a > m else m
+            replace(heap, s + sv[j])
+            starts[j] = s
+            if bucket is not None:
+                level = min(burst, level + (s - stamp) * rate) - 1.0
+                stamp = s
+                ready = s + (1.0 - level) / rate if level < 1.0 else s
+            if s > a and interval is None:
+                push(waiting, s)
+        if bucket is not None:
+            bucket.level, bucket.stamp = level, stamp
+        self.sweep = (sweep, swept)
+        self.counters.syn_retransmits += retransmits
+        return (
+            np.asarray(starts),
+            np.asarray(admitted),
+            np.asarray(gave_up),
+            np.asarray(sent, dtype=np.int64),
+            carried,
+            np.asarray(resend),
+        )
 
 
 def run_cohort(config: SimConfig) -> SimMetrics:

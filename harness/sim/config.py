@@ -109,7 +109,11 @@ class SimConfig:
     ``listen()`` argument capped at ``net.core.somaxconn``): a SYN finding it full is dropped and the client
     retransmits it as Linux does, ``syn_rto_s`` x (1, 3, 7, 15, ...) after its first SYN (initial RTO 1 s,
     doubling), at most ``syn_retries`` times (``net.ipv4.tcp_syn_retries``); the attempt fails at its connect
-    deadline or when the last retransmission's RTO runs out, whichever comes first.
+    deadline or when the last retransmission's RTO runs out, whichever comes first. Where that queue sits
+    depends on the core: by default it is the queue for a handshake slot (a core that accepts only when it can
+    start a handshake). With ``accept_interval_s`` the core accepts eagerly, as a single-threaded event loop
+    such as mosquitto's does: every ``accept_interval_s`` it takes everything the kernel queued into its own,
+    unbounded handshake queue, so the backlog only bounds the SYNs arriving between two such sweeps.
     Every attempt reaches the core ``network_delay_s`` x uniform(0.5, 1.5) after the device starts it: real
     networks never deliver two devices' packets at the same instant, and without this un-jittered policies
     put whole waves on exactly the same timestamps.
@@ -128,6 +132,7 @@ class SimConfig:
     backlog: int | None = None
     syn_retries: int = 6
     syn_rto_s: float = 1.0
+    accept_interval_s: float | None = None
     connect_timeout_s: float = 5.0
     network_delay_s: float = 0.002
     event: Event = "outage"
@@ -160,6 +165,10 @@ class SimConfig:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise InputError(f"syn_retries: must be a whole number >= 0, got {self.syn_retries!r}")
         _positive("syn_rto_s", self.syn_rto_s)
+        if self.accept_interval_s is not None:
+            _positive("accept_interval_s", self.accept_interval_s)
+            if self.backlog is None:
+                raise InputError("accept_interval_s: needs a backlog (the kernel queue it empties)")
         _positive("connect_timeout_s", self.connect_timeout_s)
         _positive("keepalive_s", self.keepalive_s)
         _positive("refused_s", self.refused_s)

@@ -65,6 +65,8 @@ class Counters:
     timeouts: int = 0
     rejected: int = 0
     down_failures: int = 0
+    #: SYNs dropped on a full backlog and retransmitted by the client (each attempt counts once per SYN).
+    syn_retransmits: int = 0
 
 
 @dataclass(eq=False)
@@ -122,7 +124,9 @@ class SimMetrics:
 
     ``attempts_*`` count connection attempts per device (the blog's "calls"), including those against a down
     core; ``handshakes`` is the core's work (handshakes started), ``wasted_handshakes`` those that finished
-    after the device had already given up. ``peak_queue`` is sampled every ``series.sample_s``.
+    after the device had already given up, ``rejected`` attempts that never got into a full backlog (every
+    SYN dropped until the deadline or the last SYN retry), ``syn_retransmits`` the SYNs clients resent after
+    a drop. ``peak_queue`` is sampled every ``series.sample_s``.
     """
 
     engine: str
@@ -143,6 +147,7 @@ class SimMetrics:
     timeouts: int
     rejected: int
     down_failures: int
+    syn_retransmits: int
     peak_connect_rate_per_s: float
     peak_attempt_rate_per_s: float
     peak_queue: int
@@ -230,6 +235,7 @@ def summarize(
         timeouts=counters.timeouts,
         rejected=counters.rejected,
         down_failures=counters.down_failures,
+        syn_retransmits=counters.syn_retransmits,
         peak_connect_rate_per_s=_peak_rate(c["connect"], dt),
         peak_attempt_rate_per_s=_peak_rate(c["attempt"], dt),
         peak_queue=int(queue.max()) if queue.size else 0,

@@ -40,6 +40,7 @@ class _Fleet:
         self.queue_in: list[float] = []
         self.queue_out: list[float] = []
         self.waiting = 0  # attempts queued for a slot or a token, for the backlog limit
+        self.sweep = (-1, 0)  # an eager core's accept sweep (index) and the SYNs the kernel queued in it
 
     def device(self, index: int) -> Generator[simpy.Event, Any, None]:
         """One device: notice the disruption, then attempt, time out or fail, back off, until connected."""
@@ -67,16 +68,26 @@ class _Fleet:
     def _attempt(self) -> Generator[simpy.Event, Any, bool]:
         """One connection attempt against a running core; True when the handshake finished in time."""
         cfg, env = self.config, self.env
-        deadline = env.now + cfg.connect_timeout_s
-        if cfg.backlog is not None and self.waiting >= cfg.backlog:
-            # Backlog full: the core drops the connection silently and the client times out.
-            yield env.timeout(cfg.connect_timeout_s)
-            self.counters.rejected += 1
-            return False
+        first = env.now
+        deadline = first + cfg.connect_timeout_s
+        retransmits = 0
+        while cfg.backlog is not None and self._backlog_full():
+            # Backlog full: the kernel drops the SYN; the client resends it after 1, 3, 7, ... RTOs.
+            retransmits += 1
+            resend = first + cfg.syn_rto_s * (2**retransmits - 1)
+            if retransmits > cfg.syn_retries or resend >= deadline:
+                yield env.timeout(min(deadline, resend) - env.now)
+                self.counters.rejected += 1
+                return False
+            self.counters.syn_retransmits += 1
+            yield env.timeout(resend - env.now)
+        if cfg.accept_interval_s is not None:
+            self.sweep = (self.sweep[0], self.sweep[1] + 1)
+        else:
+            self.waiting += 1
         self.queue_in.append(env.now)
-        self.waiting += 1
         req = self.slots.request()
-        yield req | env.timeout(cfg.connect_timeout_s)
+        yield req | env.timeout(deadline - env.now)
         if not req.triggered:  # still queued at the deadline: renege
             req.cancel()
             self._dequeue()
@@ -106,9 +117,22 @@ class _Fleet:
         self.counters.timeouts += 1
         return False
 
+    def _backlog_full(self) -> bool:
+        """Whether the kernel drops a SYN now: the accept queue (lazy core) or this sweep's share of the
+        listen backlog (eager core, ``accept_interval_s``) is full."""
+        cfg = self.config
+        assert cfg.backlog is not None
+        if cfg.accept_interval_s is None:
+            return self.waiting >= cfg.backlog
+        window = int(self.env.now / cfg.accept_interval_s)
+        if window != self.sweep[0]:
+            self.sweep = (window, 0)
+        return self.sweep[1] >= cfg.backlog
+
     def _dequeue(self) -> None:
         self.queue_out.append(self.env.now)
-        self.waiting -= 1
+        if self.config.accept_interval_s is None:
+            self.waiting -= 1
 
     def _finish_abandoned(self, req: Request, service: float) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(service)

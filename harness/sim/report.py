@@ -80,7 +80,8 @@ def evidence_text(m: SimMetrics) -> str:
             f"attempts per device: mean {m.attempts_mean:.2f}, p50 {m.attempts_p50:g}, "
             f"p99 {m.attempts_p99:g}, max {m.attempts_max} (total {m.attempts_total})",
             f"core work: {m.handshakes} handshakes, {m.wasted_handshakes} wasted (client gone); "
-            f"{m.timeouts} timed out, {m.rejected} dropped by a full backlog, "
+            f"{m.timeouts} timed out, {m.rejected} dropped by a full backlog "
+            f"({m.syn_retransmits} SYNs retransmitted), "
             f"{m.down_failures} hit a down core",
             f"peaks: {m.peak_connect_rate_per_s:.0f} connects/s, {m.peak_attempt_rate_per_s:.0f} attempts/s, "
             f"accept queue {m.peak_queue}",

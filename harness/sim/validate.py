@@ -111,6 +111,8 @@ def calibrated_config(calibration: Calibration, devices: int, policy: Policy, **
         fields["backlog"] = calibration.backlog
     if calibration.syn_retries is not None:
         fields["syn_retries"] = calibration.syn_retries
+    if calibration.accept_interval_ms is not None and calibration.backlog is not None:
+        fields["accept_interval_s"] = calibration.accept_interval_ms / 1000
     if calibration.outage_s is not None:
         fields["outage_s"] = calibration.outage_s
     fields.update(overrides)

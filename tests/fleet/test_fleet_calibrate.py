@@ -3,19 +3,27 @@ on synthetic records, no core needed."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
 import pytest
 
 from harness.fleet.backoff import POLICIES, BackoffPolicy
-from harness.fleet.calibrate import storm_calibration, validate_storm
+from harness.fleet.calibrate import (
+    RecordedStorm,
+    fit_calibration,
+    predict_recorded,
+    storm_calibration,
+    validate_storm,
+)
 from harness.fleet.ledger import FLEET, Ledger, StormSummary, latency_histogram
 from harness.fleet.plan import FleetConfig
 from harness.records import Measurement
-from harness.sim.calibration import load_calibration, save_calibration
+from harness.sim.calibration import Calibration, HandshakeMs, load_calibration, save_calibration
+from harness.sim.cohort import _CohortFleet
 from harness.sim.policies import delay_bounds
-from harness.sim.validate import fleet_policy
+from harness.sim.validate import calibrated_config, fleet_policy
 
 T0 = 1_800_000_000 * 10**9  # a Unix time in ns
 
@@ -164,3 +172,59 @@ def test_memory_check_fails_on_drift_and_on_too_few_samples() -> None:
     assert memory_check(block, 20.0).ok
     short = memory_check({**block, "core_drift_mb_per_h": None}, 10.0)
     assert not short.ok and "run longer" in short.message
+
+
+def _model_storm(rate: float, devices: int, outage_s: float) -> RecordedStorm:
+    """A storm the model itself produced with a known accept rate (seed 7, not one of the fit's seeds)."""
+    samples = tuple(6.0 + 0.01 * i for i in range(200))
+    cal = Calibration(
+        handshake_ms=HandshakeMs(samples=list(samples)), accept_rate_per_s=rate, connect_timeout_ms=120_000
+    )
+    policy, base, cap = fleet_policy("full-jitter", 0.5, 10.0)
+    cfg = calibrated_config(
+        cal, devices, policy, event="rotation", base_s=base, cap_s=cap, keepalive_s=30.0, outage_s=outage_s,
+        seed=7,
+    )  # fmt: skip
+    fleet = _CohortFleet(cfg)
+    fleet.run()
+    return RecordedStorm(
+        devices=devices,
+        op_s=outage_s,
+        reconnect_times_s=tuple(sorted(fleet.connected_at.tolist())),
+        handshake_samples_ms=samples,
+        connect_timeout_s=120.0,
+        backoff="full-jitter:0.5:10",
+    )
+
+
+def test_fitting_through_the_model_recovers_the_rate_of_a_storm_it_made() -> None:
+    storm = _model_storm(150.0, 1000, 1.5)
+    fitted = fit_calibration(storm, listen_queue=False)
+    assert fitted.accept_rate_per_s == pytest.approx(150, rel=0.05)
+    assert fitted.backlog is None and fitted.accept_interval_ms is None
+    assert fitted.model_extra is not None and fitted.model_extra["rate_limited_storm"] is True
+    # ... and predicts a storm five times as large from it.
+    big = _model_storm(150.0, 5000, 1.5)
+    v = predict_recorded(fitted, big)
+    assert v.error is not None and abs(v.error) < 0.05
+
+
+def test_a_storm_the_backoff_set_is_flagged_as_saying_nothing_about_the_rate() -> None:
+    storm = _model_storm(3000.0, 1000, 1.5)  # the core takes 1,000 devices in 0.3 s; the retries take longer
+    fitted = fit_calibration(storm, listen_queue=False)
+    assert fitted.model_extra is not None and fitted.model_extra["rate_limited_storm"] is False
+
+
+def test_a_recorded_storm_round_trips_through_json() -> None:
+    storm = _model_storm(300.0, 200, 0.5)
+    again = RecordedStorm.from_json(json.loads(json.dumps(storm.to_json())))
+    assert again == storm and again.t95_s == storm.t95_s
+
+
+def test_a_storm_that_never_got_back_cannot_be_fitted() -> None:
+    storm = RecordedStorm(
+        devices=100, op_s=1.0, reconnect_times_s=(2.0,), handshake_samples_ms=(5.0,), connect_timeout_s=10.0,
+        backoff="full-jitter:0.5:10",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="never reached 95 %"):
+        fit_calibration(storm)
