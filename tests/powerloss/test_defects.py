@@ -3,7 +3,8 @@
 - ``non_atomic_config_write``: metadata and config compaction rewritten in place without fsync; random cuts
   of a component update under the power-loss model lose acknowledged deployments or the configuration.
 - ``non_atomic_launch_switch``: ``alts/current`` replaced by unlink + symlink; a cut right after the unlink
-  (an operation cut of the layer) leaves no launch directory: the core cannot start.
+  (an operation cut of the layer) leaves no launch directory: the core cannot start, because its service
+  starts the loader through ``alts/current`` (as Greengrass V2 does), so nothing can relink it.
 - ``loader_counts_no_tries``: the loader retries a version that cannot start for ever: a boot loop.
 
 The same cuts on the faithful reference core keep every invariant (the baselines below and the scenarios).
@@ -60,30 +61,16 @@ def test_non_atomic_config_write_is_caught(target: QemuUserTarget) -> None:
         assert any(b.split(":")[0] in INVARIANTS for b in cut.broken), cut.line()
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        (),
-        pytest.param(
-            ("non_atomic_launch_switch",),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="masked by the reference loader: it runs from <root>/lib, not from alts/current, and "
-                "its start-up recovery (alts/new or alts/old -> current) relinks a missing current; the cut "
-                "lands (unlink:alts/current@1 is hit) but no invariant can break. Reported to the nucleus "
-                "owner with a proposed change.",
-            ),
-        ),
-    ],
-    ids=["reference", "defect"],
-)
+@pytest.mark.parametrize("fault", [(), ("non_atomic_launch_switch",)], ids=["reference", "defect"])
 def test_non_atomic_launch_switch_is_caught(target: QemuUserTarget, fault: tuple[str, ...]) -> None:
     result = run(target, "nucleus", "crash", fault, cuts=0, points=("unlink:alts/current@1",))
     if not fault:
         assert not result.broken, f"the reference core broke:\n{result.report()}"
         return
     assert_named(result, INVARIANTS[0])
-    assert "point unlink:alts/current@1 (hit unlink:alts/current@1)" in result.broken[0].line()
+    line = result.broken[0].line()
+    assert "point unlink:alts/current@1 (hit unlink:alts/current@1)" in line
+    assert "no loader /greengrass/alts/current/distro/bin/loader (alts: no current" in line, line
 
 
 @pytest.mark.parametrize("fault", [(), ("loader_counts_no_tries",)], ids=["reference", "defect"])

@@ -295,13 +295,15 @@ class ReferenceNucleusAdapter(CoreCli):
         return [*self._nucleus(), "--status"]
 
     def install(self, target: Target) -> None:
-        """Copy the agent to ``<root>/lib/ggnucleus`` (the loader and the CLI) and, as the first launch
-        directory ``alts/init``, the nucleus at its base version; settings; launchers in ``<root>/bin``.
+        """Copy the agent to ``<root>/lib/ggnucleus`` (the service's start/stop and the CLI) and, as the
+        first launch directory ``alts/init`` (what Greengrass's first install sets up), the nucleus at its
+        base version with its loader (``alts/init/distro/bin/loader``, which the service starts through
+        ``alts/current``); settings; launchers in ``<root>/bin``.
 
         Every install starts from the base version: ``alts`` is reset to ``current -> init`` and a
         ``restart_panic`` marker or an unfinished nucleus update of an earlier session is removed.
         """
-        from harness.core.nucleus.core_versions import BASE_VERSION, distro_files
+        from harness.core.nucleus.core_versions import BASE_VERSION, distro_files, file_mode
 
         python = self.python or _find_python(target)
         for src in sorted(DEVICE_PACKAGE.glob("*.py")):
@@ -316,7 +318,7 @@ class ReferenceNucleusAdapter(CoreCli):
             for rel, data in distro_files(BASE_VERSION).items():
                 local = Path(tmp) / "f"
                 local.write_bytes(data)
-                target.put(local, f"{self.root}/alts/init/distro/{rel}", mode=0o644)
+                target.put(local, f"{self.root}/alts/init/distro/{rel}", mode=file_mode(rel))
         res = target.run(["ln", "-s", "init", f"{self.root}/alts/current"], timeout=60)
         if not res.ok:
             raise TargetError(f"{target.name}: linking {self.root}/alts/current failed:\n{res.evidence()}")

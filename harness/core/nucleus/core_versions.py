@@ -17,6 +17,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.core.nucleus.device.loader import LAUNCHER, LAUNCHER_PATH
 from harness.errors import InputError
 from harness.paths import FIXTURES_DIR
 
@@ -65,12 +66,21 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> Non
 
 
 def distro_files(version: str) -> dict[str, bytes]:
-    """``distro/``-relative path -> content of one version's launch directory."""
+    """``distro/``-relative path -> content of one version's launch directory: its release, the agent
+    code and the loader the service starts (``bin/loader``, as in Greengrass V2)."""
     release(version)
-    files = {"release.json": (VERSIONS_DIR / version / "release.json").read_bytes()}
+    files = {
+        "release.json": (VERSIONS_DIR / version / "release.json").read_bytes(),
+        LAUNCHER_PATH: LAUNCHER.encode(),
+    }
     for src in sorted(DEVICE_PACKAGE.glob("*.py")):
         files[f"lib/ggnucleus/{src.name}"] = src.read_bytes()
     return files
+
+
+def file_mode(name: str) -> int:
+    """The mode of a ``distro/``-relative file: programs in ``bin/`` are executable."""
+    return 0o755 if name.startswith("bin/") else 0o644
 
 
 def package(version: str, into: Path) -> CorePackage:
@@ -79,7 +89,7 @@ def package(version: str, into: Path) -> CorePackage:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
         for name, data in distro_files(version).items():
-            _add(tar, f"distro/{name}", data)
+            _add(tar, f"distro/{name}", data, file_mode(name))
     blob = buf.getvalue()
     artifact_dir = into / "artifacts"
     tarball = artifact_dir / NUCLEUS / version / f"nucleus-{version}.tar.gz"

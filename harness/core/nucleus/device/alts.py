@@ -3,7 +3,8 @@
 Why symlinks switched by rename: ``alts/current`` must name a whole version after a power cut at any
 moment. Each link is set by creating ``<link>.tmp`` and renaming it over the link (then fsync of
 ``alts``); the ``non_atomic_launch_switch`` fault removes the old link first, so a cut in between leaves
-no ``current`` at all - the field failure core-behaviour.md lists. Links: ``current`` (what the loader
+no ``current`` at all - the field failure core-behaviour.md lists; the service starts the loader through
+``current`` (``loader.py``), so such a core cannot start. Links: ``current`` (what the loader
 launches), ``old`` (the previous version, kept until an update is reported successful), ``new`` (an
 update prepared by the nucleus, activated by the loader on its next start) and ``broken`` (a version
 rolled back from). Targets are names inside ``alts`` (``init``, a deployment id).
@@ -47,6 +48,18 @@ class LaunchDirs:
         path = os.path.join(self.link(name), "distro")
         return os.path.realpath(path) if os.path.isdir(path) else None
 
+    def describe(self) -> str:
+        """Links and launch directories for an error message (``current -> init, new -> d1; dirs: ...``)."""
+        try:
+            names = sorted(os.listdir(self.dir))
+        except OSError as exc:
+            return f"cannot list {self.dir}: {exc.strerror}"
+        links = [f"{n} -> {self.target(n)}" for n in (CURRENT, NEW, OLD, BROKEN) if self.has(n)]
+        if not self.has(CURRENT):
+            links.insert(0, "no current")
+        dirs = [n for n in names if not os.path.islink(self.link(n))]
+        return ", ".join(links) + f"; dirs: {', '.join(dirs) or 'none'}"
+
     def set(self, name: str, target: str) -> None:
         """Point ``name`` at ``target`` (a name in alts), by rename unless the switch is non-atomic."""
         os.makedirs(self.dir, exist_ok=True)
@@ -83,8 +96,10 @@ class LaunchDirs:
             self.remove(NEW)
             cutpoint("launch.new_removed")
             return f"activated {new} (old: {current or '-'})"
+        # only ``broken`` + ``old`` (Greengrass's loader script): a missing ``current`` is never relinked
+        # here - the service could not have started this loader without it
         old = self.target(OLD)
-        if old is not None and (self.has(BROKEN) or self.distro(CURRENT) is None):
+        if old is not None and self.has(BROKEN):
             self.set(CURRENT, old)
             self.remove(OLD)
             return f"resumed rollback to {old}"

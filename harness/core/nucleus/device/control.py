@@ -9,7 +9,6 @@ an emulated ARM board). ``--daemon`` and ``--foreground`` import the daemon.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -27,7 +26,8 @@ def socket_path(root: str) -> str:
 
 
 def pid_path(root: str) -> str:
-    """The pid of the service: the loader under ``--daemon``, the nucleus itself under ``--foreground``."""
+    """The pid of the service: the loader under ``--daemon`` (the service execs it, the pid stays), the
+    nucleus itself under ``--foreground``."""
     return os.path.join(root, "run", "nucleus.pid")
 
 
@@ -53,7 +53,9 @@ def _is_nucleus(pid: int, root: str) -> bool:
     except OSError:
         return False
     serving = "--daemon" in argv or "--foreground" in argv  # not a --status/--stop call that got the pid
-    return pid != os.getpid() and serving and any(a.endswith("/bin/nucleus") for a in argv) and root in argv
+    service = serving and any(a.endswith("/bin/nucleus") for a in argv)
+    loader = any(a.endswith("/distro/bin/loader") for a in argv)  # what the service execs
+    return pid != os.getpid() and (service or loader) and root in argv
 
 
 def read_pid(root: str) -> int | None:
@@ -121,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from .settings import AgentSettings, SettingsError
 
     try:
-        settings = AgentSettings.load(os.path.join(root, "config", "agent.json"))
-        settings = AgentSettings.from_mapping(
-            {**json.loads(settings.to_json()), "faults": sorted(set(settings.faults) | set(faults))}
-        )
+        settings = AgentSettings.load_with_faults(os.path.join(root, "config", "agent.json"), faults)
     except SettingsError as exc:
         print(f"nucleus: {exc}", file=sys.stderr)
         return 2

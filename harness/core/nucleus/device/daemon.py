@@ -10,8 +10,9 @@ Layout under ``<root>`` (the Greengrass one where there is one): ``config/config
 ``work/<Component>``, ``logs/greengrass.log``, ``logs/<Component>.log``, ``deployments/<id>.json``,
 ``run/nucleus.pid`` and the CLI socket ``nucleus-cli.socket``.
 
-Started through ``ggnucleus.control`` (``<root>/bin/nucleus --root R --daemon [--fault F]...``), which runs
-the loader (``loader.py``); the loader runs this daemon from the launch directory ``alts/current``. The
+Started through ``ggnucleus.control`` (``<root>/bin/nucleus --root R --daemon [--fault F]...``: the
+service), which execs the loader of the current launch directory (``alts/current/distro/bin/loader``,
+``loader.py``); the loader runs this daemon from the launch directory ``alts/current``. The
 version is that launch directory's ``release.json`` (``release.py``); a deployment that merges
 ``aws.greengrass.Nucleus`` is a core-software update (``nucleus_update.py``).
 """
@@ -701,13 +702,31 @@ def _ping(root: str) -> bool:
 
 
 def start_daemon(root: str, settings: AgentSettings, timeout: float) -> int:
-    """Fork the loader into the background; return once its nucleus serves the CLI socket (or it failed)."""
-    from .loader import Loader
+    """Start the loader of ``alts/current`` in the background; return once its nucleus serves the CLI
+    socket (or it failed).
+
+    Why an exec of ``<root>/alts/current/distro/bin/loader`` and not the loader code next to this module:
+    a Greengrass V2 service starts the loader through ``alts/current``, so a core whose ``current`` is
+    missing (a cut inside a non-atomic switch) or whose loader was deleted cannot start at all.
+    """
+    from .alts import LaunchDirs
+    from .loader import service_loader
 
     existing = read_pid(root)
     if existing is not None:
         print(f"nucleus already running, pid {existing}")
         return 0
+    launcher = service_loader(root)
+    if not os.path.isfile(launcher):
+        print(
+            f"nucleus failed to start: no loader {launcher} (alts: {LaunchDirs(root).describe()}); the "
+            "service starts the loader of the current launch directory",
+            file=sys.stderr,
+        )
+        return 1
+    argv = [sys.executable, "-S", launcher, "--root", root]
+    for fault in settings.faults:
+        argv += ["--fault", fault]
     os.makedirs(os.path.join(root, "logs"), exist_ok=True)
     os.makedirs(os.path.join(root, "run"), exist_ok=True)
     r, w = os.pipe()
@@ -718,22 +737,20 @@ def start_daemon(root: str, settings: AgentSettings, timeout: float) -> int:
         if os.fork() > 0:
             os._exit(0)
         _redirect_stdio(root)
-        code = 1
         try:
             with open(pid_path(root) + "+", "w", encoding="utf-8") as fh:
                 fh.write(f"{os.getpid()}\n")
             os.replace(pid_path(root) + "+", pid_path(root))
             os.write(w, f"{os.getpid()}\n".encode())
             os.close(w)
-            code = Loader(root, settings).run()
+            os.execv(argv[0], argv)  # same pid: the pid file names the loader
         except BaseException:
             traceback.print_exc()
-        finally:
             try:
                 os.unlink(pid_path(root))
             except OSError:
                 pass
-            os._exit(code)
+        os._exit(127)
     os.close(w)
     os.waitpid(pid, 0)
     with os.fdopen(r, "rb") as fh:
@@ -744,9 +761,7 @@ def start_daemon(root: str, settings: AgentSettings, timeout: float) -> int:
         if _ping(root):
             print(f"nucleus started, pid {loader}")
             return 0
-        try:
-            os.kill(loader, 0)
-        except OSError:
+        if not _running(loader):
             break
         time.sleep(0.1)
     detail = "the loader exited" if loader else "the loader did not start"
@@ -758,3 +773,12 @@ def start_daemon(root: str, settings: AgentSettings, timeout: float) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (the loader is not our child: a zombie is reaped by init, not us)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True

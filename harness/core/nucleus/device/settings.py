@@ -95,3 +95,12 @@ class AgentSettings:
         if not isinstance(data, dict):
             raise SettingsError(f"{path}: agent settings must be a JSON object")
         return cls.from_mapping(data, path)
+
+    @classmethod
+    def load_with_faults(cls, path: str, faults: list[str] | tuple[str, ...]) -> AgentSettings:
+        """Settings from a file plus faults given on a command line (the service and the loader)."""
+        settings = cls.load(path)
+        if not faults:
+            return settings
+        merged = sorted(set(settings.faults) | set(faults))
+        return cls.from_mapping({**json.loads(settings.to_json()), "faults": merged}, path)
