@@ -113,7 +113,9 @@ def evaluate(pairs: list[dict[str, RecordedStorm]], out: Path) -> dict[str, Any]
     ``fitted`` fits the rate through the model (so backoff gaps and the outage are not counted twice);
     ``fitted+listen`` also models the listener's backlog as an eager core's kernel queue, SYN drops and
     retransmissions, its accept-sweep interval fitted to the SYNs the kernel dropped. Each from the storm
-    right before (``before``) and from the mean rate of the storms before and after (``bracketed``).
+    right before (``before``) and from the mean rate of the storms before and after (``bracketed``); a
+    fitted calibration storm whose length the backoff set (25 % more rate would barely shorten it) is left
+    out, since it says nothing about the core's rate.
     """
     results: list[dict[str, Any]] = []
     for k, pair in enumerate(pairs, 1):
@@ -137,6 +139,12 @@ def evaluate(pairs: list[dict[str, RecordedStorm]], out: Path) -> dict[str, Any]
                 if not cals:
                     continue
                 fitted = [_calibrate(c, method) for c in cals]
+                if method != "apparent":  # a storm the backoff set says nothing about the rate
+                    fitted = [c for c in fitted if (c.model_extra or {}).get("rate_limited_storm")]
+                if not fitted:
+                    row[f"{method}/{label}"] = {"error_pct": None, "note": "calibration set by the backoff"}
+                    line.append(f"{method}/{label} n/a (calibration storm set by the backoff)")
+                    continue
                 rate = statistics.fmean(c.accept_rate_per_s for c in fitted)
                 cal = fitted[0].model_copy(update={"accept_rate_per_s": round(rate, 1)})
                 if label == "before":
