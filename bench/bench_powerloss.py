@@ -3,9 +3,11 @@
     python bench/bench_powerloss.py --profile native-x86_64 --cuts 100 [--workload component|nucleus|rollback]
         [--model power-loss|crash] [--seed S] [--fault non_atomic_config_write] [--json out.json]
 
-Prints every cut (time, seed, fault model, invariants broken), then per profile: cuts, broken cuts, the
-update duration and wall time per cut, and against the peer measured in the same run (the crash model on
-the same profile, ``--peer-cuts`` cuts): what the write-back cache layer costs per update and per cut.
+Prints every cut (time, seed, fault model, invariants broken, fsck result on a VM), then per profile: cuts,
+broken cuts, the update duration and wall time per cut, and against the peer measured in the same run (the
+crash model on the same profile, ``--peer-cuts`` cuts): what the write-back cache layer costs per update and
+per cut. Targets come from the target factory: on a qemu-system profile the model is the board's own cut,
+vm-kill (no crash peer there; the line counts the fsck checks that found the disk not clean).
 Exit 1 if an invariant broke (expected with --fault), 2 on bad input, 3 if the run could not complete.
 """
 
@@ -19,21 +21,40 @@ from pathlib import Path
 
 from harness.core.nucleus.device.faults import FAULTS
 from harness.errors import HarnessError, InputError
-from harness.powerloss.campaign import MODELS, WORKLOADS, Campaign, CampaignResult, run_campaign
+from harness.powerloss.campaign import (
+    MODELS,
+    WORKLOADS,
+    Campaign,
+    CampaignResult,
+    run_campaign,
+    unsupported_reason,
+)
 from harness.profiles import find_profile
+from harness.targets.base import Target
+from harness.targets.factory import make_target
 from harness.targets.qemu_user import QemuUserTarget
+
+
+def own_target(profile: str, what: str) -> Target:
+    """The profile's target from the factory, refused with the reason when no campaign can run on it."""
+    prof = find_profile(profile)
+    target = make_target(prof, instance=f"{profile}-bench-powerloss{what}")
+    reason = unsupported_reason(target)
+    if reason:
+        target.close()
+        raise InputError(f"{prof.source}: field transport is {prof.transport!r}: {reason}")
+    return target
 
 
 def one(
     profile: str, workload: str, model: str, cuts: int, seed: int | None, faults: tuple[str, ...]
 ) -> tuple[CampaignResult, float]:
-    prof = find_profile(profile)
-    if prof.transport != "qemu-user":
-        raise InputError(
-            f"{prof.source}: field transport is {prof.transport!r}; power-loss campaigns need 'qemu-user'"
-        )
-    target = QemuUserTarget(prof, instance=f"{profile}-bench-powerloss")
-    campaign = Campaign(target, workload=workload, model=model, faults=faults, seed=seed)
+    target = own_target(profile, "")
+    try:
+        campaign = Campaign(target, workload=workload, model=model, faults=faults, seed=seed)
+    except InputError:
+        target.close()
+        raise
     campaign.on_cut = lambda cut: print(f"{profile}: {cut.line()}", flush=True)
     began = time.monotonic()
     try:
@@ -113,11 +134,15 @@ def main(argv: list[str] | None = None) -> int:
             print(result.report().splitlines()[0], flush=True)
             per_cut = wall / max(1, len(result.cuts))
             line = (
-                f"{profile}: {args.workload}, {args.model}, seed {result.seed}: {len(result.cuts)} cuts, "
+                f"{profile}: {args.workload}, {result.model}, seed {result.seed}: {len(result.cuts)} cuts, "
                 f"{len(result.broken)} broke an invariant, update {result.update_s:.2f} s, "
                 f"{wall:.0f} s wall, {per_cut:.1f} s per cut"
             )
-            if args.peer_cuts and args.model == "power-loss":
+            checks = sum(len(c.fsck) for c in result.cuts)
+            if checks:
+                dirty = sum(c.fsck_not_clean for c in result.cuts)
+                line += f"; {checks} fsck after cuts, {dirty} found the disk not clean"
+            if args.peer_cuts and result.model == "power-loss":
                 peer, peer_wall = one(
                     profile, args.workload, "crash", args.peer_cuts, result.seed, tuple(args.fault)
                 )

@@ -1,8 +1,9 @@
 """pytest options for power-loss scenarios (scenarios/power_loss): cut count, seed, fault model.
 
 ``--power-cuts N`` random cuts per scenario (CI: a few; the 100-cut campaign is bench/bench_powerloss.py),
-``--power-seed S`` replays a printed campaign, ``--power-model crash|power-loss`` picks the fault model of
-the random-cut scenario (default: both run).
+``--power-seed S`` replays a printed campaign, ``--power-model crash|power-loss|vm-kill`` picks the fault
+model of the random-cut scenario (default: crash and power-loss; on a qemu-system board power-loss is its
+own cut, vm-kill, and crash is skipped).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         choices=MODELS,
         dest="harness_power_models",
-        help="fault model of the power-loss scenarios (repeatable; default: crash and power-loss)",
+        help="fault model of the power-loss scenarios (repeatable; default: crash and power-loss; "
+        "on qemu-system boards power-loss runs as vm-kill, the VM killed)",
     )
 
 

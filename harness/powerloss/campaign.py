@@ -8,6 +8,10 @@ after the Nth write to a file (the layer freezes there), and a second cut while 
 Fault models: ``crash`` (the target's power cut: every process dies, the disk keeps every write) and
 ``power-loss`` (the same cut with the write-back cache layer under the core's root, so what was not
 flushed is lost; by default with an ext4-like journal committing metadata every second and on fsync).
+A target whose own power cut already loses unflushed data says so with its ``fault_model`` attribute
+(``vm-kill`` on a qemu-system board: QEMU is killed, the guest kernel's page cache is gone for real);
+there ``power-loss`` *is* that cut, no layer is mounted, and the raw disk is fsck'd before the next boot:
+each cut records the fsck result. Which model a cut used is in every cut's line and record.
 
 Workloads: ``component`` (a component alternates between two versions), ``nucleus`` (the core software
 alternates between 2.0.0 and 2.1.0: launch-directory switch, bootstrap, activation) and ``rollback`` (a
@@ -26,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.core.nucleus import core_versions
 from harness.core.nucleus.cli_adapter import TERMINAL, DeploymentInfo, parse_deployments
@@ -36,9 +40,15 @@ from harness.errors import InputError, TargetError
 from harness.paths import FIXTURES_DIR
 from harness.powerloss.cuts import CUT_OPS, WriteCut
 from harness.powerloss.layer import PowerLossLayer
+from harness.targets.base import Target
 from harness.targets.qemu_user import QemuUserTarget
 
-MODELS = ("crash", "power-loss")
+#: ``vm-kill`` is the power-loss model of a target whose own cut loses the page cache (see
+#: ``target_fault_model``); asking such a target for ``power-loss`` runs ``vm-kill``.
+VM_KILL = "vm-kill"
+MODELS = ("crash", "power-loss", VM_KILL)
+#: The models that need nothing from the target but a power cut (the layer supplies the data loss).
+LAYER_MODELS = ("crash", "power-loss")
 THING = "powerloss-core"
 CUT_MARKER = "/tmp/gg-cutpoint"
 #: How long an interrupted deployment may take to reach a terminal state after the restart.
@@ -60,6 +70,70 @@ INVARIANTS = (
     "QoS 1 messages acknowledged survive (where persistence is claimed)",
 )
 QOS1_NOT_CLAIMED = INVARIANTS[5] + ": n/a, the reference core's broker runs with persistence false"
+#: Checked after every cut whose target fscks its disk before the next boot (e2fsck exit >= 4: not repaired).
+FSCK_INVARIANT = "root file system repairable after the cut (e2fsck -fy exit < 4)"
+E2FSCK_UNCORRECTED = 4
+#: Whole emulated machines (TCG) start the core and answer commands several times slower than a chroot.
+OWN_CUT_TIMEOUT_SCALE = 3.0
+
+
+class FsckRecord(Protocol):
+    """What a target with a real disk records after a cut (harness.targets.qemu_system.FsckResult)."""
+
+    repair_exit: int
+
+    @property
+    def clean(self) -> bool: ...
+
+    def summary(self) -> str: ...
+
+
+def target_fault_model(target: Target) -> str:
+    """The fault model of the target's own power cut when it is more than a crash, else "".
+
+    Asked of the target, not of a board list: a qemu-system target sets ``fault_model = "vm-kill"``
+    (its cut kills QEMU, so the guest's page cache is lost as with a pulled plug); a chroot's cut only
+    kills processes, so power loss needs the write-back cache layer there.
+    """
+    return str(getattr(target, "fault_model", "") or "")
+
+
+def models_for(target: Target) -> tuple[str, ...]:
+    """The fault models a campaign can run on ``target``."""
+    own = target_fault_model(target)
+    return (own,) if own else LAYER_MODELS
+
+
+def unsupported_reason(target: Target) -> str:
+    """Why no campaign can run on ``target`` ("" when one can): it needs a target whose own cut is a
+    fault model (``fault_model``) or one that hosts the write-back cache layer (qemu-user)."""
+    if target_fault_model(target) or isinstance(target, QemuUserTarget):
+        return ""
+    return (
+        f"{target.name}: power-loss campaigns need a target whose power cut is a fault model of its own "
+        "(qemu-system: vm-kill) or one that hosts the power-loss layer (qemu-user)"
+    )
+
+
+def resolve_model(target: Target, model: str) -> str:
+    """The model a campaign runs when ``model`` is asked: ``power-loss`` on a target whose own cut loses
+    unflushed data is that cut (``vm-kill``); a model the target cannot give is a clear input error."""
+    if model not in MODELS:
+        raise InputError(f"power-loss model {model!r}: allowed values {', '.join(MODELS)}")
+    own = target_fault_model(target)
+    if own and model in ("power-loss", own):
+        return own
+    if model not in models_for(target):
+        allowed = ", ".join(models_for(target)) + (" (or power-loss)" if own else "")
+        why = (
+            f"its power cut is {own}: the page cache is lost at every cut, no cut keeps unflushed writes"
+            if own
+            else "its power cut keeps the disk's view; power loss comes from the write-back cache layer"
+        )
+        raise InputError(
+            f"{target.name}: fault model {model!r} is not available ({why}); allowed values {allowed}"
+        )
+    return model
 
 
 @dataclass(frozen=True)
@@ -145,6 +219,10 @@ class Cut:
     new: str = ""
     checked: list[str] = field(default_factory=list)
     broken: list[str] = field(default_factory=list)
+    #: the fsck result of each boot after this cut (targets that check their disk; else empty)
+    fsck: list[str] = field(default_factory=list)
+    #: how many of those checks found the file system not clean (before repairing it)
+    fsck_not_clean: int = 0
 
     def where(self) -> str:
         if self.point:
@@ -157,9 +235,10 @@ class Cut:
 
     def line(self) -> str:
         verdict = "OK" if not self.broken else "BROKEN: " + "; ".join(self.broken)
+        fsck = f" [{'; '.join(self.fsck)}]" if self.fsck else ""
         return (
             f"cut {self.index} [{self.workload} {self.old}->{self.new}, {self.model}, seed {self.seed}] "
-            f"{self.where()}: {verdict}"
+            f"{self.where()}: {verdict}{fsck}"
         )
 
 
@@ -175,11 +254,15 @@ class CampaignResult:
     def broken(self) -> list[Cut]:
         return [c for c in self.cuts if c.broken]
 
+    @property
+    def invariants(self) -> list[str]:
+        return [*INVARIANTS, FSCK_INVARIANT] if self.model == VM_KILL else list(INVARIANTS)
+
     def report(self) -> str:
         head = (
             f"power-loss campaign: workload {self.workload}, model {self.model}, seed {self.seed} "
             f"(replay with this seed), update {self.update_s:.2f} s, {len(self.cuts)} cuts; invariants "
-            "checked after each restart: " + "; ".join(INVARIANTS)
+            "checked after each restart: " + "; ".join(self.invariants)
         )
         return "\n".join([head, *(c.line() for c in self.cuts)])
 
@@ -189,7 +272,7 @@ class CampaignResult:
             "model": self.model,
             "workload": self.workload,
             "update_s": self.update_s,
-            "invariants": list(INVARIANTS),
+            "invariants": self.invariants,
             "cuts": [asdict(c) for c in self.cuts],
         }
 
@@ -209,7 +292,7 @@ class Campaign:
 
     def __init__(
         self,
-        target: QemuUserTarget,
+        target: Target,
         *,
         workload: str = "component",
         model: str = "power-loss",
@@ -218,22 +301,30 @@ class Campaign:
         root: str = "/greengrass",
         journal_commit_s: float | None = JOURNAL_COMMIT_S,
     ) -> None:
-        if model not in MODELS:
-            raise InputError(f"power-loss model {model!r}: allowed values {', '.join(MODELS)}")
         if workload not in WORKLOADS:
             raise InputError(f"power-loss workload {workload!r}: allowed values {', '.join(WORKLOADS)}")
         self.target = target
         self.work = WORKLOADS[workload]
-        self.model = model
+        self.model = resolve_model(target, model)
+        #: the target's own cut is the fault model (vm-kill): no layer, a disk check after every cut
+        self.own_cut = self.model == target_fault_model(target)
+        scale = OWN_CUT_TIMEOUT_SCALE if self.own_cut else 1.0
+        self.start_timeout = START_TIMEOUT_S * scale
+        self.resume_timeout = RESUME_TIMEOUT_S * scale
+        self.hit_timeout = HIT_TIMEOUT_S * scale
+        self.unknown_grace = UNKNOWN_GRACE_S * scale
         self.seed = seed if seed is not None else random.randrange(1 << 31)
         self.rng = random.Random(self.seed)
         self.root = root
         settings = AgentSettings(thing_name=THING, deployment_stable=0.5, compact_after=8)
         self.driver = NucleusDriver.reference(target, root, faults=faults, settings=settings)
         self.layer = (
-            PowerLossLayer(target, root, commit_s=journal_commit_s) if model == "power-loss" else None
+            PowerLossLayer(self._layer_target(), root, commit_s=journal_commit_s)
+            if self.model == "power-loss"
+            else None
         )
         self._op_layer: PowerLossLayer | None = None
+        self._fsck_seen = len(self._fsck_results())
         self.version = ""
         self.update_s = 0.0
         self.cuts: list[Cut] = []
@@ -241,6 +332,15 @@ class Campaign:
         self.on_cut: Callable[[Cut], None] | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="gg-powerloss-")
         self._packages: dict[str, tuple[Path, Path]] = {}
+
+    def _layer_target(self) -> QemuUserTarget:
+        """The layer is mounted into a qemu-user target's namespace; other targets cannot host it."""
+        if not isinstance(self.target, QemuUserTarget):
+            raise InputError(
+                f"{self.target.name}: the power-loss layer (model power-loss, operation cuts) needs a "
+                f"qemu-user target; allowed models here: {', '.join(models_for(self.target))}"
+            )
+        return self.target
 
     # -- power --------------------------------------------------------------------------------------
     def _power_on(self, write_cut: WriteCut | None = None) -> None:
@@ -250,7 +350,9 @@ class Campaign:
             self.layer.write_cut = write_cut
             self.layer.mount()
         elif write_cut is not None:  # crash model: a write-through layer only counts and freezes
-            self._op_layer = PowerLossLayer(self.target, self.root, write_cut=write_cut, write_through=True)
+            self._op_layer = PowerLossLayer(
+                self._layer_target(), self.root, write_cut=write_cut, write_through=True
+            )
             self._op_layer.mount()
 
     @property
@@ -263,6 +365,23 @@ class Campaign:
             if layer is not None:
                 layer.reap()
         self._op_layer = None
+
+    def _fsck_results(self) -> list[FsckRecord]:
+        results = getattr(self.target, "fsck_results", None)
+        return list(results) if isinstance(results, list) else []
+
+    def _new_fsck(self) -> list[FsckRecord]:
+        """The disk checks the target ran at its power-ons since the last call (after a cut)."""
+        results = self._fsck_results()
+        new, self._fsck_seen = results[self._fsck_seen :], len(results)
+        return new
+
+    def _record_fsck(self, cut: Cut) -> None:
+        for result in self._new_fsck():
+            cut.fsck.append(result.summary())
+            cut.fsck_not_clean += not result.clean
+            if result.repair_exit >= E2FSCK_UNCORRECTED:
+                cut.broken.append(f"{FSCK_INVARIANT}: {result.summary()}")
 
     # -- updates ------------------------------------------------------------------------------------
     def _package(self, version: str) -> tuple[Path, Path]:
@@ -299,7 +418,7 @@ class Campaign:
                 last = exc
                 if self.driver.is_running():  # the core answers but does not know it: lost
                     unknown_since = unknown_since or time.monotonic()
-                    if time.monotonic() - unknown_since > UNKNOWN_GRACE_S:
+                    if time.monotonic() - unknown_since > self.unknown_grace:
                         raise TargetError(
                             f"deployment {dep} unknown to the running core: {_first_lines(exc)}"
                         ) from None
@@ -317,20 +436,25 @@ class Campaign:
     def setup(self) -> None:
         """Install on the disk, then measure one update without a cut (the time base of random cuts)."""
         self.target.power_on()
+        self._new_fsck()  # a check after a cut that is not a campaign cut (reinstall) belongs to none
         self.target.run(["rm", "-rf", self.root], timeout=60)
         self.driver.install()
-        self.target.power_off()
-        self._power_on()
-        self.driver.start(timeout=START_TIMEOUT_S)
+        if self.own_cut:  # no layer to mount: the install only has to reach the disk (VMs boot slowly)
+            self.target.run(["sync"], timeout=120, check=True)
+            self.target.run(["rm", "-f", CUT_MARKER], timeout=30)
+        else:
+            self.target.power_off()
+            self._power_on()
+        self.driver.start(timeout=self.start_timeout)
         if not self.work.is_nucleus:
-            self._wait(self._deploy(self.work.versions[0]), RESUME_TIMEOUT_S)
+            self._wait(self._deploy(self.work.versions[0]), self.resume_timeout)
         self.version = self._running_version()
         old, new = self._next_versions()
         began = time.monotonic()
-        info = self._wait(self._deploy(new), RESUME_TIMEOUT_S)
+        info = self._wait(self._deploy(new), self.resume_timeout)
         if not self.update_s:
             self.update_s = time.monotonic() - began
-        self.driver.start(timeout=START_TIMEOUT_S)
+        self.driver.start(timeout=self.start_timeout)
         self.version = self._running_version()
         expected = old if self.work.one_way else new
         if self.version != expected:
@@ -357,6 +481,7 @@ class Campaign:
             self._cut_and_check(cut, point, second)
         except TargetError as exc:
             cut.broken.append(f"{INVARIANTS[0]}: {_first_lines(exc)}")
+            self._record_fsck(cut)  # a board that did not boot again: what its disk check said
         self.cuts.append(cut)
         if self.on_cut is not None:
             self.on_cut(cut)
@@ -371,14 +496,20 @@ class Campaign:
                 op_cut = WriteCut.parse(point)
             except ValueError as exc:
                 raise InputError(str(exc)) from None
+            if self.own_cut:
+                raise InputError(
+                    f"cut {point!r}: operation cuts need the power-loss layer, which model {self.model} on "
+                    f"{self.target.name} does not use; use named points or random times"
+                )
             self.driver.stop()
             self._cut()
             self._power_on(op_cut)
-            self.driver.start(timeout=START_TIMEOUT_S)
+            self._new_fsck()  # the harness's own cut to mount the counting layer, not the campaign's
+            self.driver.start(timeout=self.start_timeout)
         elif point:
             self.driver.stop()
             self.driver.start(
-                timeout=START_TIMEOUT_S, env={"GG_CUTPOINT": point, "GG_CUTPOINT_MARKER": CUT_MARKER}
+                timeout=self.start_timeout, env={"GG_CUTPOINT": point, "GG_CUTPOINT_MARKER": CUT_MARKER}
             )
         else:
             cut.at_s = self.rng.uniform(0.0, 1.1 * self.update_s)
@@ -394,21 +525,27 @@ class Campaign:
             time.sleep(max(0.0, cut.at_s - (time.monotonic() - began)))
         self._cut()
         self._power_on()
+        self._record_fsck(cut)
         if second:
             cut.second_at_s = self.rng.uniform(0.0, 1.1 * self.update_s)
             recovering = time.monotonic()
             try:
-                self.driver.start(timeout=START_TIMEOUT_S)
+                self.driver.start(timeout=self.start_timeout)
             except TargetError:
                 pass  # judged after the next restart
             time.sleep(max(0.0, cut.second_at_s - (time.monotonic() - recovering)))
             self._cut()
             self._power_on()
+            self._record_fsck(cut)
+        if self.own_cut:
+            cut.checked.append(FSCK_INVARIANT)
+            if not cut.fsck:
+                cut.broken.append(f"{FSCK_INVARIANT}: no fsck result recorded after the cut")
         self.check(cut)
 
     def _wait_hit(self, point: str, deployment: str) -> str:
         """The cut point's marker once reached; "" when the update ended (or stalled) without reaching it."""
-        deadline = time.monotonic() + HIT_TIMEOUT_S
+        deadline = time.monotonic() + self.hit_timeout
         checked = time.monotonic()
         while time.monotonic() < deadline:
             if deployment and time.monotonic() - checked > 2.0:
@@ -434,7 +571,7 @@ class Campaign:
         old, new = cut.old, cut.new
         cut.checked.append(INVARIANTS[0])
         try:
-            self.driver.start(timeout=START_TIMEOUT_S)
+            self.driver.start(timeout=self.start_timeout)
             time.sleep(0.5)
             self.driver.components()
         except TargetError as exc:
@@ -453,7 +590,7 @@ class Campaign:
         status = ""
         if cut.deployment:
             try:
-                status = self._wait(cut.deployment, RESUME_TIMEOUT_S).status
+                status = self._wait(cut.deployment, self.resume_timeout).status
             except TargetError as exc:
                 cut.broken.append(
                     f"{INVARIANTS[3]}: acknowledged deployment {cut.deployment}: {_first_lines(exc)}"
@@ -471,7 +608,7 @@ class Campaign:
                 )
         cut.checked.append(INVARIANTS[2])
         try:
-            self.driver.start(timeout=START_TIMEOUT_S)  # a core update may have restarted it
+            self.driver.start(timeout=self.start_timeout)  # a core update may have restarted it
             version = self._running_version()
         except TargetError as exc:
             cut.broken.append(f"{INVARIANTS[0]}: after the deployment ended: {_first_lines(exc)}")
@@ -495,7 +632,7 @@ class Campaign:
             self.version = version
 
     def _wait_pending(self, cut: Cut) -> None:
-        deadline = time.monotonic() + RESUME_TIMEOUT_S
+        deadline = time.monotonic() + self.resume_timeout
         pending: list[DeploymentInfo] = []
         while time.monotonic() < deadline:
             pending = [d for d in self._deployments() if d.status not in TERMINAL]
@@ -503,7 +640,7 @@ class Campaign:
                 return
             time.sleep(0.5)
         ids = ", ".join(f"{d.id} {d.status}" for d in pending)
-        cut.broken.append(f"{INVARIANTS[3]}: still in progress after {RESUME_TIMEOUT_S:g} s: {ids}")
+        cut.broken.append(f"{INVARIANTS[3]}: still in progress after {self.resume_timeout:g} s: {ids}")
 
     def _deployments(self) -> list[DeploymentInfo]:
         res = self.target.run(self.driver.cli.deployment_list(), timeout=60)
