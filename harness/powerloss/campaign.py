@@ -51,6 +51,13 @@ MODELS = ("crash", "power-loss", VM_KILL)
 LAYER_MODELS = ("crash", "power-loss")
 THING = "powerloss-core"
 CUT_MARKER = "/tmp/gg-cutpoint"
+#: On a target whose own cut is the fault model the marker lives in RAM (/run is a tmpfs on a systemd
+#: board): the agent fsyncs it, and an fsync on the disk under test would commit the guest's journal at
+#: the cut point, persisting what a real board would lose.
+RAM_CUT_MARKER = "/run/gg-cutpoint"
+#: A cut point of the harness, not of the agent: the cut comes as soon as ``deployment create`` returned.
+#: What the core acknowledged must already be on its disk (the reference core fsyncs the record first).
+ACK_POINT = "deployment.acknowledged"
 #: How long an interrupted deployment may take to reach a terminal state after the restart.
 RESUME_TIMEOUT_S = 120.0
 #: How long the core may take to answer its CLI after a restart before it counts as a boot loop.
@@ -161,6 +168,7 @@ WORKLOADS = {
         "com.example.HelloWorld",
         ("1.0.0", "1.1.0"),
         points=(
+            ACK_POINT,
             "config.tlog.append",
             "meta.between_renames",
             "deployment.planned",
@@ -325,6 +333,9 @@ class Campaign:
         )
         self._op_layer: PowerLossLayer | None = None
         self._fsck_seen = len(self._fsck_results())
+        self.marker = RAM_CUT_MARKER if self.own_cut else CUT_MARKER
+        #: the last cut broke the core: the next cut starts from a fresh install (none after the last)
+        self._reinstall_due = False
         self.version = ""
         self.update_s = 0.0
         self.cuts: list[Cut] = []
@@ -345,7 +356,7 @@ class Campaign:
     # -- power --------------------------------------------------------------------------------------
     def _power_on(self, write_cut: WriteCut | None = None) -> None:
         self.target.power_on()
-        self.target.run(["rm", "-f", CUT_MARKER], timeout=30)
+        self.target.run(["rm", "-f", self.marker], timeout=30)
         if self.layer is not None:
             self.layer.write_cut = write_cut
             self.layer.mount()
@@ -441,7 +452,7 @@ class Campaign:
         self.driver.install()
         if self.own_cut:  # no layer to mount: the install only has to reach the disk (VMs boot slowly)
             self.target.run(["sync"], timeout=120, check=True)
-            self.target.run(["rm", "-f", CUT_MARKER], timeout=30)
+            self.target.run(["rm", "-f", self.marker], timeout=30)
         else:
             self.target.power_off()
             self._power_on()
@@ -473,8 +484,11 @@ class Campaign:
         """Update and cut (at ``point``: a cut point name or ``write:<file>@N``; else a random time),
         power on (optionally cut again while the core recovers), restart, check the invariants.
 
-        A cut that broke an invariant is followed by a fresh install, so one broken core does not make
-        every later cut fail."""
+        A cut that broke an invariant is followed by a fresh install before the next cut, so one broken
+        core does not make every later cut fail (and the last cut costs no reinstall)."""
+        if self._reinstall_due:
+            self._reinstall_due = False
+            self.reinstall()
         old, new = self._next_versions()
         cut = Cut(len(self.cuts), self.model, self.seed, self.work.name, point=point, old=old, new=new)
         try:
@@ -485,8 +499,7 @@ class Campaign:
         self.cuts.append(cut)
         if self.on_cut is not None:
             self.on_cut(cut)
-        if cut.broken:
-            self.reinstall()
+        self._reinstall_due = bool(cut.broken)
         return cut
 
     def _cut_and_check(self, cut: Cut, point: str, second: bool) -> None:
@@ -506,10 +519,10 @@ class Campaign:
             self._power_on(op_cut)
             self._new_fsck()  # the harness's own cut to mount the counting layer, not the campaign's
             self.driver.start(timeout=self.start_timeout)
-        elif point:
+        elif point and point != ACK_POINT:
             self.driver.stop()
             self.driver.start(
-                timeout=self.start_timeout, env={"GG_CUTPOINT": point, "GG_CUTPOINT_MARKER": CUT_MARKER}
+                timeout=self.start_timeout, env={"GG_CUTPOINT": point, "GG_CUTPOINT_MARKER": self.marker}
             )
         else:
             cut.at_s = self.rng.uniform(0.0, 1.1 * self.update_s)
@@ -518,7 +531,9 @@ class Campaign:
             cut.deployment = self._deploy(new)
         except TargetError:
             cut.deployment = ""  # the core froze before it acknowledged the request
-        if point:
+        if point == ACK_POINT:
+            cut.hit = f"{ACK_POINT}@1" if cut.deployment else ""
+        elif point:
             cut.hit = self._wait_hit(point, cut.deployment)
         else:
             assert cut.at_s is not None
@@ -559,7 +574,7 @@ class Campaign:
                 layer = self._counting_layer
                 hit = layer.cut_hit() if layer is not None else None
             else:
-                hit = (self.target.read_text(CUT_MARKER) or "").strip() or None
+                hit = (self.target.read_text(self.marker) or "").strip() or None
             if hit:
                 return hit
             time.sleep(0.05)
