@@ -38,6 +38,7 @@ from typing import Any
 from .alts import CURRENT, OLD, LaunchDirs
 from .control import socket_path
 from .cutpoints import cutpoint
+from .persist import fsync_dir, sync_tree
 from .release import load_release
 from .settings import AgentSettings
 
@@ -235,8 +236,10 @@ class OtaAgent:
         if got != version:
             shutil.rmtree(part, ignore_errors=True)
             raise Outcome(FAILED, f"{package} holds core {got}, not {version}")
+        sync_tree(part)  # on disk before ``current`` can point at it (a power cut right after the switch)
         shutil.rmtree(dest, ignore_errors=True)
         os.replace(part, dest)
+        fsync_dir(self.alts.dir)
         for rel in LOST:
             shutil.rmtree(os.path.join(self.root, rel), ignore_errors=True)
         current = self.alts.target(CURRENT)
