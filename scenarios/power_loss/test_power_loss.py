@@ -60,6 +60,7 @@ def campaign(
     write_cuts: int = 0,
 ) -> CampaignResult:
     c = Campaign(target, workload=workload, model=model, faults=faults, seed=seed)
+    c.on_cut = lambda cut: print(cut.line(), flush=True)  # progress with -s (a VM cut takes minutes)
     try:
         result = run_campaign(
             c,
