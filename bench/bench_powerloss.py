@@ -52,9 +52,9 @@ def one(
     target = own_target(profile, "")
     try:
         campaign = Campaign(target, workload=workload, model=model, faults=faults, seed=seed)
-    except InputError:
+    except InputError as exc:
         target.close()
-        raise
+        raise InputError(f"--model {model} --workload {workload}: {exc}") from None
     campaign.on_cut = lambda cut: print(f"{profile}: {cut.line()}", flush=True)
     began = time.monotonic()
     try:
