@@ -22,6 +22,8 @@ from harness.fleet.plan import BrokerEndpoint, DeviceSpec, DiscoveryEndpoint
 #: Above this many bytes waiting in the send buffer a QoS 0 publish is refused (the broker is not reading).
 SEND_BUFFER_LIMIT = 1 << 20
 ALPN = ["x-amzn-http-ca"]
+#: Told at PUBACK (None) or when the connection drops first (the error).
+AckCallback = Callable[[BaseException | None], None]
 
 
 class _Connection(asyncio.Protocol):
@@ -42,14 +44,15 @@ class _Connection(asyncio.Protocol):
         self.handshake: asyncio.Future[None] = loop.create_future()
         self.connack: asyncio.Future[codec.Connack] = loop.create_future()
         self.subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
-        self.inflight: dict[int, asyncio.Future[None]] = {}
+        #: QoS 1 publishes awaiting PUBACK: packet id -> called with None (acknowledged) or the error.
+        self.inflight: dict[int, AckCallback] = {}
         self.closed = False
         self.reason = ""
         self.last_tx = self.last_rx = loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (uvloop's TCP transport implements asyncio.Transport without subclassing it)
+        self.transport = transport  # type: ignore[assignment]
         self._handshake()
 
     def _flush(self) -> None:
@@ -111,49 +114,53 @@ class _Connection(asyncio.Protocol):
         if plain:
             self._mqtt(b"".join(plain) if len(plain) > 1 else plain[0])
 
+    def _puback(self, packet_id: int) -> None:
+        done = self.inflight.pop(packet_id, None)
+        if done is not None:
+            done(None)
+
     def _mqtt(self, data: bytes) -> None:
         self.last_rx = self.client.loop.time()
         try:
-            packets = self.reader.feed(data)
+            packets = self.reader.feed(data, self._puback)
         except codec.ProtocolError as exc:
             self.reason = f"protocol error from the broker: {exc}"
             assert self.transport is not None
             self.transport.abort()
             return
+        acks: list[bytes] = []
         for p in packets:
             if type(p) is codec.Publish:
                 if p.qos == 1:
-                    self.send(codec.puback(p.packet_id))
+                    acks.append(codec.puback(p.packet_id))
                 self.client.on_message(p.topic, p.payload, p.qos)
             elif type(p) is codec.Ack:
-                if p.kind == codec.PUBACK:
-                    fut = self.inflight.pop(p.packet_id, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(None)
+                if p.kind == codec.PUBACK:  # only without the fast path (never here; kept for clarity)
+                    self._puback(p.packet_id)
                 else:
                     sub = self.subacks.pop(p.packet_id, None)
                     if sub is not None and not sub.done():
                         sub.set_result(p.granted)
             elif type(p) is codec.Connack and not self.connack.done():
                 self.connack.set_result(p)
+        if acks and not self.closed:  # every PUBACK this read owes in one TLS record and one write
+            self.send(b"".join(acks))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if not self.reason:
             self.reason = f"connection lost: {exc}" if exc else "connection closed by the broker"
         error = ConnectionError(f"no answer from the broker: {self.reason}")
-        pending: list[asyncio.Future[Any]] = [
-            self.handshake,
-            self.connack,
-            *self.subacks.values(),
-            *self.inflight.values(),
-        ]
+        pending: list[asyncio.Future[Any]] = [self.handshake, self.connack, *self.subacks.values()]
         for fut in pending:
             if not fut.done():
                 fut.set_exception(error)
                 fut.exception()  # retrieved: nobody may be waiting any more
         self.subacks.clear()
+        unacked = list(self.inflight.values())
         self.inflight.clear()
+        for done in unacked:
+            done(error)
         self.client._lost(self)
 
 
@@ -302,6 +309,10 @@ class AioMqttClient:
             self._conn = None
 
     def _next_pid(self, used: dict[int, Any]) -> int:
+        pid = self._pid % 65535 + 1
+        if pid not in used:  # the usual case: ids are handed out in order and acked long before reuse
+            self._pid = pid
+            return pid
         for _ in range(65535):
             self._pid = self._pid % 65535 + 1
             if self._pid not in used:
@@ -318,18 +329,38 @@ class AioMqttClient:
         return granted[0] if granted else codec.SUBACK_FAILURE
 
     def publish(self, topic: str, data: bytes, qos: int) -> asyncio.Future[None] | None:
-        conn = self._require()
-        assert conn.transport is not None
-        if conn.pending_bytes() > SEND_BUFFER_LIMIT:
-            raise BufferError(f"send buffer above {SEND_BUFFER_LIMIT} bytes: the broker is not reading")
         if qos == 0:
-            conn.send(codec.publish(topic, data))
+            self.publish_with(codec.PublishEncoder(topic, 0), data, None)
             return None
-        pid = self._next_pid(conn.inflight)
         fut: asyncio.Future[None] = self.loop.create_future()
-        conn.inflight[pid] = fut
-        conn.send(codec.publish(topic, data, qos, pid))
+
+        def done(error: BaseException | None) -> None:
+            if fut.done():
+                return
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+                fut.exception()  # retrieved: the caller may have stopped waiting
+
+        self.publish_with(codec.PublishEncoder(topic, qos), data, done)
         return fut
+
+    def publish_with(self, encoder: codec.PublishEncoder, data: bytes, done: AckCallback | None) -> None:
+        """``publish`` without a future: the device's hot path. ``encoder`` holds the topic and QoS;
+        for QoS 1 ``done`` is called at PUBACK with None, or with the error when the connection drops."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.transport is None:
+            raise ConnectionError("not connected")
+        if conn.transport.get_write_buffer_size() > SEND_BUFFER_LIMIT:
+            raise BufferError(f"send buffer above {SEND_BUFFER_LIMIT} bytes: the broker is not reading")
+        if not encoder.qos:
+            conn.send(encoder(data))
+            return
+        assert done is not None
+        pid = self._next_pid(conn.inflight)
+        conn.inflight[pid] = done
+        conn.send(encoder(data, pid))
 
     def _require(self) -> _Connection:
         conn = self._conn

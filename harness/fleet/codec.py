@@ -8,6 +8,7 @@ without a broker. Anything else a broker sends is reported as an unexpected pack
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 8, 9
@@ -60,6 +61,36 @@ def publish(
     t = topic.encode()
     var = struct.pack("!H", len(t)) + t + (struct.pack("!H", packet_id) if qos else b"")
     return bytes([header]) + _remaining(len(var) + len(payload)) + var + payload
+
+
+class PublishEncoder:
+    """PUBLISH packets for one topic and QoS with the fixed parts encoded once (the hot path of a device
+    publishing telemetry): only the remaining length, the packet id and the payload differ per message."""
+
+    __slots__ = ("_first", "_topic", "_var_len", "qos")
+
+    def __init__(self, topic: str, qos: int = 0) -> None:
+        t = topic.encode()
+        self.qos = qos
+        self._first = bytes([0x30 | (qos << 1)])
+        self._topic = struct.pack("!H", len(t)) + t
+        self._var_len = len(self._topic) + (2 if qos else 0)
+
+    def __call__(self, payload: bytes, packet_id: int = 0) -> bytes:
+        n = self._var_len + len(payload)
+        if n < 128:
+            length = _SMALL[n]
+        elif n < 16384:
+            length = bytes(((n & 0x7F) | 0x80, n >> 7))
+        else:
+            length = _remaining(n)
+        if self.qos:
+            return b"".join((self._first, length, self._topic, _PID.pack(packet_id), payload))
+        return b"".join((self._first, length, self._topic, payload))
+
+
+_PID = struct.Struct("!H")
+_SMALL = [bytes((i,)) for i in range(128)]
 
 
 def puback(packet_id: int) -> bytes:
@@ -117,7 +148,9 @@ class Reader:
         self._buf = bytearray()
         self.max_packet = max_packet
 
-    def feed(self, data: bytes) -> list[Packet]:
+    def feed(self, data: bytes, on_puback: Callable[[int], None] | None = None) -> list[Packet]:
+        """Complete packets in arrival order. With ``on_puback``, PUBACKs are handed to it (packet id)
+        as they are parsed instead of being returned: no object per acknowledged message."""
         buf = self._buf
         buf += data
         out: list[Packet] = []
@@ -143,7 +176,12 @@ class Reader:
                 raise ProtocolError(f"packet of {length} bytes exceeds the {self.max_packet}-byte limit")
             if end - i < length:
                 break
-            out.append(self._parse(first, bytes(buf[i : i + length])))
+            if first == 0x40 and on_puback is not None:
+                if length != 2:
+                    raise ProtocolError("malformed PUBACK")
+                on_puback((buf[i] << 8) | buf[i + 1])
+            else:
+                out.append(self._parse(first, bytes(buf[i : i + length])))
             pos = i + length
         if pos:
             del buf[:pos]

@@ -12,10 +12,11 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from harness.fleet import payload as telemetry
-from harness.fleet.codec import SUBACK_FAILURE
+from harness.fleet.codec import SUBACK_FAILURE, PublishEncoder
 from harness.fleet.plan import DeviceSpec, FleetConfig
 from harness.fleet.sinks import Recorder
 
@@ -87,6 +88,13 @@ class SimDevice:
         self._wake: asyncio.Future[None] | None = None
         self._thing = spec.thing
         self._told_ready = False
+        #: Telemetry is sent by ``_pump`` from the fleet's one publish timer (``FleetControl.book``), not by
+        #: a timer and a coroutine step per message: these say whether a session runs and a slot is booked.
+        self._in_session = False
+        self._booked = False
+        self._base = 0.0
+        self._encode = telemetry.Encoder(spec.thing, config.payload_bytes)
+        self._encoder = PublishEncoder(spec.topic, config.qos)
 
     # -- callbacks from the client and the controller (event loop thread) --------------------------
     def wake(self) -> None:
@@ -286,50 +294,84 @@ class SimDevice:
         return error is None or refused
 
     async def _session(self, client: DeviceClient) -> str | None:
-        """Publish on schedule while connected. Returns the drop reason, or None when the fleet stops."""
+        """Publish on schedule while connected. Returns the drop reason, or None when the fleet stops.
+
+        The coroutine only follows the phases; the messages themselves go out from ``_pump``, called by
+        the fleet's publish timer at each due slot and by PUBACKs when the in-flight window was full."""
         ctl, cfg = self.ctl, self.config
         rate = cfg.rate
         synced = False
-        while True:
-            if ctl.stopping:
-                await self._wait_acks(client)
-                return None
-            if not client.connected:
-                return getattr(client, "close_reason", "") or "connection lost"
-            if ctl.pub_start is None or rate <= 0 or ctl.publish_over:
+        connected_at = ctl.loop.time()
+        try:
+            while True:
+                if ctl.stopping:
+                    await self._wait_acks(client)
+                    return None
+                if not client.connected:
+                    return getattr(client, "close_reason", "") or "connection lost"
+                if ctl.pub_start is None or rate <= 0 or ctl.publish_over:
+                    await self._nap(math.inf)
+                    continue
+                if not synced:  # slots missed while disconnected are skipped, never sent in a burst
+                    self._base = base = ctl.pub_start + self.spec.phase_s
+                    # (counted from this connection's start: a device connected before telemetry began
+                    # and woken a little late still sends its first slot)
+                    self._next_slot = max(self._next_slot, math.ceil((connected_at - base) * rate - 1e-9))
+                    synced = True
+                self._in_session = True
+                if not self._booked:
+                    self._pump(ctl.loop.time())
+                # woken when the connection drops or the fleet changes phase (stop, storm, end of telemetry)
                 await self._nap(math.inf)
-                continue
-            base = ctl.pub_start + self.spec.phase_s
-            now = ctl.loop.time()
-            if not synced:  # slots missed while disconnected are skipped, never sent in a burst
-                self._next_slot = max(self._next_slot, math.ceil((now - base) * rate - 1e-9))
-                synced = True
-            due = base + self._next_slot / rate
-            if due >= ctl.pub_end:
-                await self._nap(math.inf)
-                continue
-            if due > now:
-                await self._nap(due)
-                continue
-            if self.inflight >= cfg.max_inflight:
-                await self._nap(ctl.pub_end)
-                continue
+        finally:
+            self._in_session = False
+
+    def _pump(self, horizon: float) -> None:
+        """Send every slot due by loop time ``horizon`` (the in-flight window allowing), then book the next
+        slot with the fleet's timer. Slots held back by a full window go out as PUBACKs free it, late but
+        never skipped, as before; nothing is booked past the end of telemetry."""
+        ctl = self.ctl
+        client = self.client
+        if not self._in_session or ctl.stopping or ctl.publish_over or client is None or not client.connected:
+            return  # the session coroutine is woken for all of these and decides
+        rate = self.config.rate
+        limit = self.config.max_inflight
+        end = ctl.pub_end
+        base = self._base
+        slot = self._next_slot
+        due = base + slot / rate
+        while due <= horizon:
+            if due >= end or self.inflight >= limit:
+                return
             self._publish(client)
-            self._next_slot += 1
+            slot += 1
+            self._next_slot = slot
+            due = base + slot / rate
+        if due < end:
+            self._booked = True
+            ctl.book(self, due)
 
     def _publish(self, client: DeviceClient) -> None:
         qos = self.config.qos
         seq = self.seq
         sent_ns = time.time_ns()
-        data = telemetry.encode(self._thing, seq, sent_ns, self.config.payload_bytes)
+        data = self._encode(seq, sent_ns)
         ctx = {"device": self._thing, "seq": seq, "sent_ns": sent_ns, "qos": qos, "topic": self.spec.topic}
         start = time.perf_counter()
+        publish_with = getattr(client, "publish_with", None)
         try:
-            ack = client.publish(self.spec.topic, data, qos)
+            if publish_with is not None:  # the bulk engine: no future, no task hop per message
+                ack = None
+                publish_with(self._encoder, data, partial(self._done, start, len(data), ctx) if qos else None)
+            else:
+                ack = client.publish(self.spec.topic, data, qos)
         except (BufferError, ConnectionError) as exc:  # not sent: no sequence number used, expected nowhere
             self.rec.record(MQTT, "publish", 0.0, len(data), str(exc), {**ctx, "sent": False})
             return
         self.seq += 1
+        if qos and publish_with is not None:
+            self.inflight += 1
+            return
         if ack is None:
             self.rec.record(MQTT, "publish", (time.perf_counter() - start) * 1000, len(data), None, ctx)
             return
@@ -338,14 +380,26 @@ class SimDevice:
         fut.add_done_callback(lambda f: self._acked(f, start, len(data), ctx))
 
     def _acked(self, fut: asyncio.Future[None], start: float, size: int, ctx: dict[str, object]) -> None:
-        self.inflight -= 1
-        error = None
+        error: BaseException | None = None
         if fut.cancelled():
-            error = "cancelled before PUBACK"
+            error = asyncio.CancelledError("cancelled before PUBACK")
         elif fut.exception() is not None:
-            error = _why(fut.exception())  # type: ignore[arg-type]
-        self.rec.record(MQTT, "publish", (time.perf_counter() - start) * 1000, size, error, ctx)
-        self.wake()
+            error = fut.exception()
+        self._done(start, size, ctx, error)
+
+    def _done(self, start: float, size: int, ctx: dict[str, object], error: BaseException | None) -> None:
+        """A QoS 1 publish ended: PUBACK (``error`` None) or the connection dropped first."""
+        self.inflight -= 1
+        why = (
+            None
+            if error is None
+            else ("cancelled before PUBACK" if isinstance(error, asyncio.CancelledError) else _why(error))
+        )
+        self.rec.record(MQTT, "publish", (time.perf_counter() - start) * 1000, size, why, ctx)
+        if self.ctl.stopping:
+            self.wake()  # ``_wait_acks`` counts them down
+        elif not self._booked and self._in_session:
+            self._pump(self.ctl.loop.time())  # the window was full: the held-back slots go now
 
     async def _wait_acks(self, client: DeviceClient) -> None:
         deadline = self.ctl.loop.time() + self.config.drain_s

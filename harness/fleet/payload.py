@@ -34,6 +34,27 @@ def encode(device: str, seq: int, sent_ns: int, size: int = 0) -> bytes:
     return (head + "}").encode()
 
 
+class Encoder:
+    """``encode`` for one device and size with the constant parts built once: the payload of every
+    message is byte for byte what ``encode`` returns, at a fraction of the cost (a device's hot path)."""
+
+    __slots__ = ("_head", "_pads", "size")
+
+    def __init__(self, device: str, size: int = 0) -> None:
+        self._head = f'{{"d":"{device}","s":'.encode()
+        self.size = size
+        self._pads: dict[int, bytes] = {}
+
+    def __call__(self, seq: int, sent_ns: int) -> bytes:
+        body = b'%d,"t":%d' % (seq, sent_ns)
+        n = len(body)
+        tail = self._pads.get(n)
+        if tail is None:
+            pad = self.size - len(self._head) - n - 8
+            tail = self._pads[n] = b',"p":"' + b"x" * pad + b'"}' if pad > 0 else b"}"
+        return self._head + body + tail
+
+
 def decode(payload: bytes) -> Telemetry | None:
     """The telemetry fields, or None when the payload is not fleet telemetry."""
     if not payload.startswith(b'{"d":'):

@@ -18,6 +18,20 @@ Sink = Callable[[Measurement], None]
 #: One encoder for every line: ``json.dumps`` with custom separators would build a new encoder per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
+try:  # a record per message is the engine's largest cost after the socket write: orjson is 10x json here
+    import orjson
+
+    def _line(data: dict[str, Any]) -> bytes:
+        try:
+            return orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError:  # something orjson does not take (an int past 64 bits): the standard encoder
+            return (_ENCODER.encode(data) + "\n").encode()
+
+except ImportError:  # pragma: no cover - orjson is a dependency; kept working without it
+
+    def _line(data: dict[str, Any]) -> bytes:
+        return (_ENCODER.encode(data) + "\n").encode()
+
 
 class Recorder:
     """Builds each record once and hands it to every sink, in order."""
@@ -45,13 +59,13 @@ class JsonlSink:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] | None = path.open("a", encoding="utf-8", buffering=1 << 20)
+        self._fh: IO[bytes] | None = path.open("ab", buffering=1 << 20)
         self.count = 0
 
     def __call__(self, m: Measurement) -> None:
         if self._fh is None:
             return
-        self._fh.write(_ENCODER.encode(m.__dict__) + "\n")
+        self._fh.write(_line(m.__dict__))
         self.count += 1
 
     def close(self) -> None:

@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                         "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
                         "rss_mb": round(usage.ru_maxrss / 1024.0, 1),
                         "engine_cpu_s": report.cpu_s,
+                        "publish_cpu_s": report.publish_cpu_s,
+                        "loop": report.loop,
                     },
                 )
             )
