@@ -285,7 +285,7 @@ class _CohortFleet:
         admitted = [math.nan] * n
         gave_up = [math.nan] * n
         carried = np.zeros(n, dtype=bool)
-        resend: list[float] = []
+        resend = [math.nan] * n  # by position, like ``carried`` (drops are met in time order, not position)
         heap, replace = self.slots, heapq.heapreplace
         bucket = self.bucket
         rate, burst, level, stamp = (
@@ -327,7 +327,7 @@ class _CohortFleet:
                     push(later, (again, j))
                 else:
                     carried[j] = True
-                    resend.append(again)
+                    resend[j] = again
                 continue
             admitted[j] = a
             free = heap[0]
@@ -358,7 +358,7 @@ class _CohortFleet:
             np.asarray(gave_up),
             np.asarray(sent, dtype=np.int64),
             carried,
-            np.asarray(resend),
+            np.asarray(resend)[carried],
         )
 
 
