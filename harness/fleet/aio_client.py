@@ -101,6 +101,9 @@ class _Connection(asyncio.Protocol):
                 if not chunk:
                     break
                 plain.append(chunk)
+                # stop when nothing is left rather than on SSLWantReadError: one exception per read saved
+                if not self._in.pending and not self.tls.pending():
+                    break
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:
