@@ -28,7 +28,7 @@ from harness.targets.qemu_system_image import VmImage, ensure_image
 from harness.targets.qemu_system_leaks import find_leaks
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="building root disks needs root")
-SHIPPED = ("qemu-system-x86_64", "qemu-system-aarch64", "qemu-system-armv7l")
+SHIPPED = ("qemu-system-x86_64", "qemu-system-aarch64", "qemu-system-armv7l", "qemu-system-armv6l")
 KERNEL_ROWS = ("kernel", "link_protection", "kernel_config", "cgroups")
 
 
