@@ -264,4 +264,7 @@ def _fmt(v: Any) -> str:
 
 
 if __name__ == "__main__":
+    from harness.errors import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
     sys.exit(main())

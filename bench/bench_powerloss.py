@@ -168,4 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from harness.errors import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
     sys.exit(main())

@@ -23,6 +23,7 @@ PEERS = {
     "qemu-system-x86_64": "native-x86_64",
     "qemu-system-aarch64": "qemu-aarch64",
     "qemu-system-armv7l": "qemu-armv7l",
+    "qemu-system-armv6l": "qemu-armv6l",
 }
 
 

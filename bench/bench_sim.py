@@ -109,4 +109,7 @@ def _t(value: float | None) -> str:
 
 
 if __name__ == "__main__":
+    from harness.errors import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
     main()

@@ -239,4 +239,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from harness.errors import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
     sys.exit(main())

@@ -64,6 +64,18 @@ def add_subparsers(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--rate-limit", type=_positive, default=None, metavar="PER_S", help="connect rate limit")
     p.add_argument("--burst", type=_positive, default=None, help="rate-limit burst (default: concurrency)")
     p.add_argument("--backlog", type=_count0, default=None, help="accept queue bound (default unbounded)")
+    p.add_argument(
+        "--syn-retries",
+        type=_count0,
+        default=None,
+        help="SYN resends after a full backlog drops one (default 6, Linux tcp_syn_retries)",
+    )
+    p.add_argument(
+        "--accept-interval-ms",
+        type=_ms,
+        default=None,
+        help="eager core: ms between accept sweeps; --backlog then bounds the SYNs per sweep",
+    )
     p.add_argument("--connect-timeout-ms", type=_ms, default=None, help="connect timeout (default 5000)")
     p.add_argument("--network-ms", type=_ms, default=None, help="device-to-core latency (default 2)")
     p.add_argument("--event", choices=EVENTS, default=None, help="disruption (default outage)")
@@ -147,6 +159,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         ("rate_limit_per_s", args.rate_limit),
         ("rate_burst", args.burst),
         ("backlog", args.backlog),
+        ("syn_retries", args.syn_retries),
+        ("accept_interval_s", None if args.accept_interval_ms is None else args.accept_interval_ms / 1000),
         ("connect_timeout_s", None if args.connect_timeout_ms is None else args.connect_timeout_ms / 1000),
         ("network_delay_s", None if args.network_ms is None else args.network_ms / 1000),
         ("event", args.event),
@@ -171,6 +185,8 @@ FLAGS = {
     "rate_limit_per_s": "--rate-limit",
     "rate_burst": "--burst",
     "backlog": "--backlog",
+    "syn_retries": "--syn-retries",
+    "accept_interval_s": "--accept-interval-ms",
     "connect_timeout_s": "--connect-timeout-ms",
     "network_delay_s": "--network-ms",
     "outage_s": "--outage-s",

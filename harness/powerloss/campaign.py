@@ -188,6 +188,7 @@ WORKLOADS = {
             "launch.new_linked",
             "bootstrap",
             "launch.old_linked",
+            "launch.link_removed",
             "launch.current_linked",
             "launch.new_removed",
             "activation.before_status",
